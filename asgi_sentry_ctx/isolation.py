@@ -1,0 +1,84 @@
+"""Per-request Sentry scopes, and carrying a request's context into threads.
+
+A request gets its own isolation scope (where ``set_user``, tags and
+breadcrumbs land) and, when tracing is on, its own current scope (where spans
+land), forked from the ones in force. When sentry-sdk's own ASGI middleware (which its Starlette,
+FastAPI, Litestar and Quart integrations install) already runs this request in
+a fresh isolation scope, that scope is reused: one fork per request, never two.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from functools import partial
+from collections.abc import Callable
+from contextvars import Token
+from typing import Any, ParamSpec, TypeVar
+
+from sentry_sdk.integrations.asgi import _asgi_middleware_applied
+from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
+from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
+
+from asgi_sentry_ctx.enrich import enrich_event
+from asgi_sentry_ctx.state import RequestState
+
+__all__ = ["ScopeTokens", "bind_context", "enter_request_scope", "exit_request_scope"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ScopeTokens = tuple[Token[Any], Token[Any] | None] | None
+
+
+def enter_request_scope(state: RequestState) -> ScopeTokens:
+    """Run the current request in its own Sentry scopes, enriched from ``state``.
+
+    Returns what :func:`exit_request_scope` needs to restore the previous scopes.
+    """
+    isolation = _isolation_scope.get() or Scope.get_isolation_scope()
+    if _asgi_middleware_applied.get(False):
+        # Inside the SDK's middleware: this isolation scope is the request's own already.
+        isolation.add_event_processor(partial(enrich_event, state))
+        return None
+    # ``__copy__`` is what ``Scope.fork()`` runs, minus two layers of calls.
+    isolation = isolation.__copy__()
+    isolation.add_event_processor(partial(enrich_event, state))
+    # A trace of its own per request; its id is made lazily, if ever needed.
+    isolation._propagation_context = PropagationContext()
+    isolation_token = _isolation_scope.set(isolation)
+    if not has_tracing_enabled(isolation.get_client().options):
+        # Without tracing nothing the SDK writes to the current scope (spans)
+        # reaches an event, so the second fork would buy nothing.
+        return isolation_token, None
+    current = _current_scope.get() or Scope.get_current_scope()
+    return isolation_token, _current_scope.set(current.__copy__())
+
+
+def exit_request_scope(tokens: ScopeTokens) -> None:
+    """Restore the scopes that were in force before :func:`enter_request_scope`."""
+    if tokens is not None:
+        isolation_token, current_token = tokens
+        if current_token is not None:
+            _current_scope.reset(current_token)
+        _isolation_scope.reset(isolation_token)
+
+
+def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``fn`` so that it runs in a copy of the caller's context, wherever it is called.
+
+    ``loop.run_in_executor`` and bare threads copy no context: work handed to
+    them loses the request's ID, user and business context. Bind it first::
+
+        await loop.run_in_executor(None, bind_context(resize), image)
+
+    (``asyncio.to_thread`` and Starlette's threadpool copy the context already.)
+    """
+    context = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        # A copy per call: one Context cannot be entered by two threads at once.
+        return context.copy().run(fn, *args, **kwargs)
+
+    return bound

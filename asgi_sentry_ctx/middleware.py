@@ -1,0 +1,169 @@
+"""``SentryContextMiddleware``: one pure-ASGI middleware that gives every request its context."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from os import urandom
+from time import time
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.utils import event_from_exception
+
+from asgi_sentry_ctx.business import _fields as _business_fields
+from asgi_sentry_ctx.isolation import enter_request_scope, exit_request_scope
+from asgi_sentry_ctx.logs import logger
+from asgi_sentry_ctx.request_id import (
+    IdGenerator,
+    IdValidator,
+    generate_request_id,
+    is_valid_request_id,
+)
+from asgi_sentry_ctx.state import RequestState, UserExtractor, _current
+
+__all__ = ["SentryContextMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_REQUEST_TYPES = frozenset({"http", "websocket"})
+
+
+class SentryContextMiddleware:
+    """Run every HTTP and websocket request with its own request ID and Sentry context.
+
+    For each request it: reuses a valid incoming request ID (when
+    ``trust_incoming``) or makes a new one, echoes it on the response
+    (``http.response.start`` and ``websocket.accept``) unless the app set that
+    header already, tags events with it; runs the request in its own Sentry
+    isolation scope; resolves the user lazily with ``user_extractor`` when an
+    event is built; adds entry and exit breadcrumbs (not for ``exclude_paths``,
+    matched exactly); reports an exception escaping the app once and re-raises
+    it. ``lifespan`` and other scope types pass through untouched.
+
+    Put it outermost, so that it also sees the 500 responses produced by the
+    framework's own error handling.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header_name: str = "X-Request-ID",
+        response_header: bool = True,
+        trust_incoming: bool = True,
+        id_generator: IdGenerator | None = None,
+        id_validator: IdValidator | None = None,
+        user_extractor: UserExtractor | None = None,
+        exclude_paths: Iterable[str] = (),
+        breadcrumbs: bool = True,
+    ) -> None:
+        self.app = app
+        self.header = header_name.lower().encode("latin-1")
+        self.response_header = response_header
+        self.trust_incoming = trust_incoming
+        self.generate_id = id_generator or generate_request_id
+        self.is_valid_id = id_validator or is_valid_request_id
+        self.user_extractor = user_extractor
+        self.exclude_paths = frozenset(exclude_paths)
+        self.breadcrumbs = breadcrumbs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in _REQUEST_TYPES:
+            await self.app(scope, receive, send)
+            return
+        try:
+            state = RequestState(
+                self._request_id(scope),
+                scope,
+                self.user_extractor,
+                self.breadcrumbs and scope["path"] not in self.exclude_paths,
+                time(),
+            )
+            if self.response_header or state.breadcrumbs:
+                send = self._send_wrapper(send, state)
+            scope_tokens = enter_request_scope(state)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: could not set up request context; passing through")
+            await self.app(scope, receive, send)
+            return
+        state_token = _current.set(state)
+        business_token = _business_fields.set(_business_fields.get())
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if state.reported is not exc:
+                _report(exc)
+            raise
+        finally:
+            _business_fields.reset(business_token)
+            _current.reset(state_token)
+            exit_request_scope(scope_tokens)
+
+    def _request_id(self, scope: Scope) -> str:
+        if self.trust_incoming:
+            found: bytes | None = None
+            # ASGI servers lowercase request header names.
+            for name, value in scope["headers"]:
+                if name == self.header:
+                    if found is not None:
+                        found = None  # repeated: ambiguous, so untrusted
+                        break
+                    found = value
+            if found is not None:
+                try:
+                    candidate = found.decode("ascii")
+                except UnicodeDecodeError:
+                    candidate = ""
+                try:
+                    if candidate and self.is_valid_id(candidate):
+                        return candidate
+                except Exception:
+                    logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
+        if self.generate_id is generate_request_id:
+            return urandom(16).hex()  # generate_request_id, inlined: this is the hot path
+        request_id = self.generate_id()
+        if not is_valid_request_id(request_id):
+            # It goes into a response header and a tag: never trust it blindly.
+            logger.error("asgi_sentry_ctx: id_generator returned an invalid ID; using a random one")
+            return generate_request_id()
+        return request_id
+
+    def _send_wrapper(self, send: Send, state: RequestState) -> Send:
+        header = self.header
+        value = state.request_id.encode("latin-1") if self.response_header else None
+
+        async def send_with_request_id(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.accept":
+                state.status = message.get("status", 101)
+                state.ended_at = time()
+                if value is not None:
+                    headers = message.get("headers") or []
+                    for name, _ in headers:
+                        if name.lower() == header:
+                            break
+                    else:
+                        message = {**message, "headers": [*headers, (header, value)]}
+            elif kind == "websocket.close":
+                state.status = message.get("code", 1000)
+                state.ended_at = time()
+            await send(message)
+
+        return send_with_request_id
+
+
+def _report(exc: Exception) -> None:
+    try:
+        client = sentry_sdk.get_client()
+        event, hint = event_from_exception(
+            exc,
+            client_options=client.options,
+            mechanism={"type": "asgi_sentry_ctx", "handled": False},
+        )
+        sentry_sdk.capture_event(event, hint=hint)
+    except Exception:
+        logger.exception("asgi_sentry_ctx: could not report an exception to Sentry")

@@ -1,0 +1,167 @@
+"""``init_sentry``: ``sentry_sdk.init`` with the defaults of a production service.
+
+It never raises: a malformed DSN, sample rate or environment value is
+reported in one clear log line and Sentry stays off, so a typo in a
+deployment's environment never takes the service down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.integrations import Integration
+from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.utils import BadDsn, Dsn
+
+from asgi_sentry_ctx.logs import logger
+from asgi_sentry_ctx.noise import DEFAULT_NOISE_STATUS_CODES, BeforeSend, NoiseFilter
+from asgi_sentry_ctx.scrubbing import scrub_event
+
+__all__ = ["init_sentry"]
+
+DEV_ENVIRONMENTS = frozenset({"dev", "development", "local", "test", "testing"})
+
+
+class _ConfigError(ValueError):
+    pass
+
+
+def init_sentry(
+    dsn: str | None = None,
+    *,
+    noise_status_codes: Iterable[int] = DEFAULT_NOISE_STATUS_CODES,
+    noise_exception_types: Iterable[type[BaseException]] = (),
+    enable_in_dev: bool | None = None,
+    **options: Any,
+) -> bool:
+    """Initialise Sentry for a production service; return whether it is on.
+
+    Defaults, each overridable by the keyword of the same name:
+
+    - ``dsn`` from ``SENTRY_DSN``; ``environment`` from ``SENTRY_ENVIRONMENT``
+      (default ``"production"``); ``traces_sample_rate`` from
+      ``SENTRY_TRACES_SAMPLE_RATE`` (default 0.1); ``profiles_sample_rate``
+      from ``SENTRY_PROFILES_SAMPLE_RATE`` (default 0.0);
+    - ``max_breadcrumbs=100``, ``include_local_variables=True``;
+    - logging: breadcrumbs from INFO, events from WARNING; SQLAlchemy and HTTPX
+      integrations when those libraries are installed;
+    - ``before_send``: the :class:`NoiseFilter` (configured by
+      ``noise_status_codes`` and ``noise_exception_types``), then your own
+      ``before_send`` if given, then scrubbing. A ``before_send`` of yours that
+      raises is logged and the event is kept.
+
+    Sentry stays off, with one log line saying why, when there is no DSN, when
+    the environment is a development one (``dev``, ``development``, ``local``,
+    ``test``, ``testing``; pass ``enable_in_dev=True`` or set
+    ``ASGI_SENTRY_CTX_ENABLE_DEV=1`` to report from there too), or when a value
+    is malformed. Every other keyword goes to ``sentry_sdk.init`` unchanged.
+    """
+    try:
+        dsn = dsn if dsn is not None else os.environ.get("SENTRY_DSN", "").strip() or None
+        environment = str(
+            options.pop("environment", None) or os.environ.get("SENTRY_ENVIRONMENT") or "production"
+        ).strip()
+        if not environment or any(ch.isspace() for ch in environment) or len(environment) > 64:
+            raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
+        traces = _rate(options.pop("traces_sample_rate", None), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
+        profiles = _rate(
+            options.pop("profiles_sample_rate", None), "SENTRY_PROFILES_SAMPLE_RATE", 0.0
+        )
+        if dsn is None:
+            logger.info("asgi_sentry_ctx: Sentry disabled: no DSN (set SENTRY_DSN)")
+            return False
+        try:
+            Dsn(dsn)
+        except BadDsn as exc:
+            raise _ConfigError(f"SENTRY_DSN is malformed ({exc})") from None
+        if enable_in_dev is None:
+            enable_in_dev = os.environ.get("ASGI_SENTRY_CTX_ENABLE_DEV", "").lower() in {
+                "1",
+                "true",
+                "yes",
+            }
+        if environment.lower() in DEV_ENVIRONMENTS and not enable_in_dev:
+            logger.info(
+                "asgi_sentry_ctx: Sentry disabled: environment %r is a development one "
+                "(set ASGI_SENTRY_CTX_ENABLE_DEV=1 to report from it)",
+                environment,
+            )
+            return False
+    except _ConfigError as exc:
+        logger.error("asgi_sentry_ctx: Sentry disabled: %s", exc)
+        return False
+
+    noise = NoiseFilter(status_codes=noise_status_codes, exception_types=noise_exception_types)
+    settings: dict[str, Any] = {
+        "max_breadcrumbs": 100,
+        "include_local_variables": True,
+        **options,
+        "dsn": dsn,
+        "environment": environment,
+        "traces_sample_rate": traces,
+        "profiles_sample_rate": profiles,
+        "integrations": [*_default_integrations(), *options.get("integrations", ())],
+        "before_send": _chain(noise, options.get("before_send")),
+    }
+    try:
+        sentry_sdk.init(**settings)
+    except Exception as exc:
+        logger.error("asgi_sentry_ctx: Sentry disabled: sentry_sdk.init failed: %s", exc)
+        return False
+    logger.info(
+        "asgi_sentry_ctx: Sentry initialised (environment=%s, traces_sample_rate=%s, "
+        "max_breadcrumbs=%s)",
+        environment,
+        traces,
+        settings["max_breadcrumbs"],
+    )
+    return True
+
+
+def _rate(given: Any, variable: str, default: float) -> float:
+    raw = given if given is not None else os.environ.get(variable, "").strip() or default
+    try:
+        rate = float(raw)
+    except (TypeError, ValueError):
+        raise _ConfigError(f"{variable} must be a number from 0 to 1, got {raw!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise _ConfigError(f"{variable} must be a number from 0 to 1, got {raw!r}")
+    return rate
+
+
+def _default_integrations() -> list[Integration]:
+    integrations: list[Integration] = [LoggingIntegration(level=20, event_level=30)]
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+
+        integrations.append(SqlalchemyIntegration())
+    if importlib.util.find_spec("httpx") is not None:
+        from sentry_sdk.integrations.httpx import HttpxIntegration
+
+        integrations.append(HttpxIntegration())
+    return integrations
+
+
+def _chain(noise: NoiseFilter, user_hook: BeforeSend | None) -> BeforeSend:
+    def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+        kept = noise(event, hint)
+        if kept is None:
+            return None
+        if user_hook is not None:
+            try:
+                kept = user_hook(kept, hint)
+            except Exception:
+                logger.exception("asgi_sentry_ctx: your before_send raised; the event is kept")
+            if kept is None:
+                return None
+        try:
+            return scrub_event(kept, hint)
+        except Exception:
+            # Sending an unscrubbed event could leak a credential: drop it.
+            logger.exception("asgi_sentry_ctx: scrubbing failed; the event is dropped")
+            return None
+    return before_send

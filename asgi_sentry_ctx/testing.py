@@ -1,0 +1,177 @@
+"""A loopback Sentry ingest: see events exactly as Sentry would receive them.
+
+For tests and demos. Point the SDK at :attr:`SentryIngest.dsn` and the SDK's
+real HTTP transport posts its envelopes here, compressed as usual::
+
+    with SentryIngest() as ingest:
+        sentry_sdk.init(dsn=ingest.dsn)
+        ...
+        [event] = ingest.wait_for_events(1)
+
+Only the standard library is used; it listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["Envelope", "SentryIngest", "parse_envelope"]
+
+
+class Envelope:
+    """One envelope: its header and its items as ``(item header, payload)`` pairs."""
+
+    def __init__(self, header: dict[str, Any], items: list[tuple[dict[str, Any], Any]]) -> None:
+        self.header = header
+        self.items = items
+
+    def payloads(self, kind: str) -> list[Any]:
+        """The payloads of the items of type ``kind`` (``"event"``, ``"transaction"``...)."""
+        return [payload for item, payload in self.items if item.get("type") == kind]
+
+
+def parse_envelope(body: bytes) -> Envelope:
+    """Parse an uncompressed envelope body (Sentry's newline-delimited format)."""
+    header_line, _, rest = body.partition(b"\n")
+    items: list[tuple[dict[str, Any], Any]] = []
+    while rest.strip():
+        item_line, _, rest = rest.partition(b"\n")
+        if not item_line.strip():
+            continue
+        item = json.loads(item_line)
+        length = item.get("length")
+        if length is None:
+            payload, _, rest = rest.partition(b"\n")
+        else:
+            payload, rest = rest[:length], rest[length:]
+            rest = rest.removeprefix(b"\n")
+        is_json = item.get("content_type", "application/json") == "application/json"
+        items.append((item, json.loads(payload) if is_json and payload else payload))
+    return Envelope(json.loads(header_line) if header_line.strip() else {}, items)
+
+
+class SentryIngest:
+    """A tiny Sentry ingest server on 127.0.0.1 that records what it receives.
+
+    ``status`` (default 200), ``headers`` and ``delay`` (seconds) set how it
+    answers, so tests can play an ingest that is failing, rate-limiting or slow.
+    """
+
+    def __init__(self, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.headers = dict(headers or {})
+        self.delay = 0.0
+        self.envelopes: list[Envelope] = []
+        self.requests = 0
+        self._changed = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def dsn(self) -> str:
+        """A DSN that sends to this ingest (project 1)."""
+        return f"http://public@127.0.0.1:{self.port}/1"
+
+    def start(self) -> SentryIngest:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sentry-ingest", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> SentryIngest:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every error/message event received so far, in arrival order."""
+        with self._changed:
+            return [event for env in self.envelopes for event in env.payloads("event")]
+
+    def clear(self) -> None:
+        with self._changed:
+            self.envelopes.clear()
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` events arrived; return all of them.
+
+        Raises ``TimeoutError`` naming how many arrived, so a test never waits by sleeping.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                events = [event for env in self.envelopes for event in env.payloads("event")]
+                remaining = deadline - time.monotonic()
+                if len(events) >= count or remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+        if len(events) < count:
+            raise TimeoutError(f"expected {count} events, received {len(events)}")
+        return events
+
+    def _record(self, envelope: Envelope) -> None:
+        with self._changed:
+            self.requests += 1
+            self.envelopes.append(envelope)
+            self._changed.notify_all()
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    if encoding == "br":
+        import brotli  # type: ignore[import-not-found]  # only when the SDK found it too
+
+        return bytes(brotli.decompress(body))
+    return body
+
+
+def _handler_for(ingest: SentryIngest) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if ingest.delay:
+                time.sleep(ingest.delay)
+            status = ingest.status
+            if 200 <= status < 300:
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                ingest._record(parse_envelope(_decompress(body, encoding)))
+            self.send_response(status)
+            for name, value in ingest.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test and demo output clean
+
+    return Handler

@@ -1,0 +1,46 @@
+"""End to end: the middleware under a real uvicorn server, events through the real transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from asgi_sentry_ctx import SentryContextMiddleware, set_business_context, set_user
+from asgi_sentry_ctx.testing import SentryIngest
+from tests.conftest import SentryInit
+from tests.servers import serve
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["path"] == "/fail":
+        set_user("user-9")
+        set_business_context(podcast_id="p-9", action="upload")
+        raise RuntimeError("storage unavailable")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_uvicorn_serves_request_ids_and_events_reach_the_ingest(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    sentry_init()
+    with serve(SentryContextMiddleware(app)) as url, httpx.Client(base_url=url) as client:
+        ok = client.get("/", headers={"X-Request-ID": "incoming-1"})
+        fresh = client.get("/")
+        failed = client.get("/fail", headers={"X-Request-ID": "incoming-2"})
+    assert ok.status_code == 200
+    assert ok.headers["x-request-id"] == "incoming-1"
+    assert len(fresh.headers["x-request-id"]) == 32
+    assert failed.status_code == 500
+    [event] = ingest.wait_for_events(1)
+    assert event["tags"]["request_id"] == "incoming-2"
+    assert event["user"] == {"id": "user-9"}
+    assert event["contexts"]["business"] == {"podcast_id": "p-9", "action": "upload"}
+    assert event["request"]["url"] == f"{url}/fail"
+    assert event["exception"]["values"][0]["value"] == "storage unavailable"
