@@ -13,15 +13,16 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.scope import add_global_event_processor
 
+if TYPE_CHECKING:
+    from sentry_sdk._types import EventProcessor
+
 __all__ = ["business_context", "set_business_context"]
 
-_fields: ContextVar[Mapping[str, Any] | None] = ContextVar(
-    "asgi_sentry_ctx.business", default=None
-)
+_fields: ContextVar[Mapping[str, Any] | None] = ContextVar("asgi_sentry_ctx.business", default=None)
 
 # Sentry's ingestion rejects tags outside these limits.
 _TAG_KEY = re.compile(r"[A-Za-z0-9_.:\-]{1,32}")
@@ -76,7 +77,9 @@ def is_valid_tag_key(key: str) -> bool:
     return _TAG_KEY.fullmatch(key) is not None
 
 
-def _merged(current: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _merged(
+    current: Mapping[str, Any] | None, fields: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
     # A new dict every time: a snapshot that another task holds never changes under it.
     merged = dict(current) if current else {}
     for key, value in fields.items():
@@ -100,4 +103,4 @@ def _apply_business(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, An
     return event
 
 
-add_global_event_processor(_apply_business)
+add_global_event_processor(cast("EventProcessor", _apply_business))

@@ -18,7 +18,9 @@ from asgi_sentry_ctx.users import user_from
 __all__ = ["enrich_event"]
 
 
-def enrich_event(state: RequestState, event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def enrich_event(
+    state: RequestState, event: dict[str, Any], hint: dict[str, Any]
+) -> dict[str, Any]:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
 
     Never raises: a failure here (a raising user extractor, say) is logged and

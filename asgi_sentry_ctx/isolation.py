@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from functools import partial
 from collections.abc import Callable
 from contextvars import Token
-from typing import Any, ParamSpec, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from sentry_sdk.integrations.asgi import _asgi_middleware_applied
 from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
@@ -22,6 +22,9 @@ from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
 
 from asgi_sentry_ctx.enrich import enrich_event
 from asgi_sentry_ctx.state import RequestState
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import EventProcessor
 
 __all__ = ["ScopeTokens", "bind_context", "enter_request_scope", "exit_request_scope"]
 
@@ -39,11 +42,11 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
     isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     if _asgi_middleware_applied.get(False):
         # Inside the SDK's middleware: this isolation scope is the request's own already.
-        isolation.add_event_processor(partial(enrich_event, state))
+        isolation.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
         return None
     # ``__copy__`` is what ``Scope.fork()`` runs, minus two layers of calls.
     isolation = isolation.__copy__()
-    isolation.add_event_processor(partial(enrich_event, state))
+    isolation.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
     # A trace of its own per request; its id is made lazily, if ever needed.
     isolation._propagation_context = PropagationContext()
     isolation_token = _isolation_scope.set(isolation)

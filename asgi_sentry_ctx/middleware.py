@@ -7,10 +7,8 @@ from os import urandom
 from time import time
 from typing import Any
 
-import sentry_sdk
-from sentry_sdk.utils import event_from_exception
-
 from asgi_sentry_ctx.business import _fields as _business_fields
+from asgi_sentry_ctx.capture import report_exception
 from asgi_sentry_ctx.isolation import enter_request_scope, exit_request_scope
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.request_id import (
@@ -95,8 +93,7 @@ class SentryContextMiddleware:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
-            if state.reported is not exc:
-                _report(exc)
+            report_exception(exc)
             raise
         finally:
             _business_fields.reset(business_token)
@@ -154,16 +151,3 @@ class SentryContextMiddleware:
             await send(message)
 
         return send_with_request_id
-
-
-def _report(exc: Exception) -> None:
-    try:
-        client = sentry_sdk.get_client()
-        event, hint = event_from_exception(
-            exc,
-            client_options=client.options,
-            mechanism={"type": "asgi_sentry_ctx", "handled": False},
-        )
-        sentry_sdk.capture_event(event, hint=hint)
-    except Exception:
-        logger.exception("asgi_sentry_ctx: could not report an exception to Sentry")

@@ -45,7 +45,7 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
     """Mask every credential in ``event`` in place and return it (a ``before_send``)."""
     request = event.get("request")
     if isinstance(request, dict):
-        if "cookies" in request and request["cookies"]:
+        if request.get("cookies"):
             request["cookies"] = FILTERED
         for key in ("headers", "data", "env"):
             if key in request:
@@ -70,7 +70,9 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
         container = event.get(section)
         entries = container.get("values") if isinstance(container, dict) else None
         for entry in entries if isinstance(entries, list) else ():
-            frames = (entry.get("stacktrace") or {}).get("frames") if isinstance(entry, dict) else None
+            frames = (
+                (entry.get("stacktrace") or {}).get("frames") if isinstance(entry, dict) else None
+            )
             for frame in frames if isinstance(frames, list) else ():
                 if isinstance(frame, dict) and "vars" in frame:
                     frame["vars"] = scrub(frame["vars"])

@@ -164,4 +164,5 @@ def _chain(noise: NoiseFilter, user_hook: BeforeSend | None) -> BeforeSend:
             # Sending an unscrubbed event could leak a credential: drop it.
             logger.exception("asgi_sentry_ctx: scrubbing failed; the event is dropped")
             return None
+
     return before_send

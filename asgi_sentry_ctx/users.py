@@ -18,7 +18,7 @@ _USERNAME_FIELDS = ("username", "display_name", "name", "login")
 
 
 def set_user(
-    id: str | int,  # noqa: A002 - the name Sentry's user interface uses
+    id: str | int,
     *,
     email: str | None = None,
     username: str | None = None,

@@ -14,8 +14,12 @@ class Response:
         self.messages = messages
         start = next((m for m in messages if m["type"] == "http.response.start"), None)
         self.status: int | None = start["status"] if start else None
-        self.raw_headers: list[tuple[bytes, bytes]] = list(start.get("headers", [])) if start else []
-        self.body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        self.raw_headers: list[tuple[bytes, bytes]] = (
+            list(start.get("headers", [])) if start else []
+        )
+        self.body = b"".join(
+            m.get("body", b"") for m in messages if m["type"] == "http.response.body"
+        )
 
     def header(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive)."""

@@ -55,7 +55,7 @@ def _hypercorn(app: Any, port: int) -> Iterator[str]:
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        loop.run_until_complete(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -49,7 +49,9 @@ async def test_error_event_carries_request_id_user_business_and_breadcrumbs(
 
     app = SentryContextMiddleware(upload)
     with pytest.raises(Boom):
-        await request(app, "/api/media/upload", method="POST", headers=[(b"x-request-id", b"req-abc")])
+        await request(
+            app, "/api/media/upload", method="POST", headers=[(b"x-request-id", b"req-abc")]
+        )
     [event] = ingest.wait_for_events(1)
     assert event["tags"]["request_id"] == "req-abc"
     assert event["tags"]["podcast_id"] == "123"
@@ -138,7 +140,10 @@ async def test_concurrent_requests_never_see_each_others_context(
     wrapped = SentryContextMiddleware(app)
     count = 200
     await asyncio.gather(
-        *(request(wrapped, f"/{n}", headers=[(b"x-request-id", f"rid-{n}".encode())]) for n in range(count))
+        *(
+            request(wrapped, f"/{n}", headers=[(b"x-request-id", f"rid-{n}".encode())])
+            for n in range(count)
+        )
     )
     events = ingest.wait_for_events(count)
     assert len(events) == count
