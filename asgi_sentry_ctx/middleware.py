@@ -157,12 +157,15 @@ def _send_with_request_id(
         state.status = message.get("status", 101)
         state.ended_at = time()
         if value is not None:
-            headers = message.get("headers") or []
+            headers = message.get("headers") or ()
             for name, _ in headers:
-                if name.lower() == header:
+                # The length test first spares a ``lower()`` for nearly every header.
+                if len(name) == len(header) and name.lower() == header:
                     break
             else:
-                message = {**message, "headers": [*headers, (header, value)]}
+                # A copy: the app may send the same message object every time.
+                message = message.copy()
+                message["headers"] = [*headers, (header, value)]
     elif kind == "websocket.close":
         state.status = message.get("code", 1000)
         state.ended_at = time()

@@ -113,12 +113,12 @@ def render(result: dict[str, Any]) -> str:
         f"asgi-sentry-ctx {versions['asgi-sentry-ctx']} benchmark: Python {meta['python']}, "
         f"sentry-sdk {versions['sentry-sdk']}, {meta['cpu']} ({meta['cores']} cores)",
         "",
-        f"IN-PROCESS (fake ASGI server; medians of {settings['rounds']} interleaved rounds of "
-        f"{settings['requests_per_round']} requests; +µs = overhead vs bare in the same round;",
-        "vs Sentry = overhead / SentryAsgiMiddleware's (traces off); calls = Python function "
-        "calls per request;",
-        f"+blocks/+KiB = memory each request holds while {settings['in_flight']} are in flight, "
-        "vs bare)",
+        f"IN-PROCESS (fake ASGI server; µs/req = CPU time per request, median of "
+        f"{settings['rounds']} interleaved rounds of {settings['requests_per_round']} requests;",
+        "+µs = overhead vs bare in the same round; vs Sentry = overhead / SentryAsgiMiddleware's "
+        "(traces off);",
+        f"calls = Python function calls per request; +blocks/+KiB = memory a request holds while "
+        f"{settings['in_flight']} are in flight, vs bare)",
     ]
     in_flight = settings["in_flight"]
     for kind, rows in result["in_process"].items():

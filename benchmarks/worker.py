@@ -69,7 +69,8 @@ class Worker:
 
             self.loop.run_until_complete(run(min(n, max(50, in_flight)))())
             after = _flush if self.config.send_events else None
-            return {"us": time_per_request(self.loop, run(n), n, after)}
+            cpu, wall = time_per_request(self.loop, run(n), n, after)
+            return {"us": cpu, "wall_us": wall}
         if op == "calls":
             return {"calls": calls_per_request(self.loop, app, template, request["n"])}
         if op == "memory":
