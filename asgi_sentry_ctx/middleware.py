@@ -164,8 +164,7 @@ def _send_with_request_id(
                     break
             else:
                 # A copy: the app may send the same message object every time.
-                message = message.copy()
-                message["headers"] = [*headers, (header, value)]
+                message = {**message, "headers": [*headers, (header, value)]}
     elif kind == "websocket.close":
         state.status = message.get("code", 1000)
         state.ended_at = time()
