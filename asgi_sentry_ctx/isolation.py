@@ -73,16 +73,14 @@ def _tracing_enabled(isolation: Scope) -> bool:
     global _tracing_memo
     current = _current_scope.get()
     global_scope = sentry_sdk.scope._global_scope
-    clients = (
-        None if current is None else current.client,
-        isolation.client,
-        None if global_scope is None else global_scope.client,
-    )
+    current_client = None if current is None else current.client
+    isolation_client = isolation.client
+    global_client = None if global_scope is None else global_scope.client
     memo = _tracing_memo
-    if clients[0] is memo[0] and clients[1] is memo[1] and clients[2] is memo[2]:
+    if current_client is memo[0] and isolation_client is memo[1] and global_client is memo[2]:
         return memo[3]
     enabled = has_tracing_enabled(Scope.get_client().options)
-    _tracing_memo = (*clients, enabled)
+    _tracing_memo = (current_client, isolation_client, global_client, enabled)
     return enabled
 
 

@@ -116,6 +116,9 @@ TRACES_01: dict[str, Any] = {"traces_sample_rate": 0.1}
 
 CONFIGS: tuple[Config, ...] = (
     Config("bare", "bare app", _bare),
+    # The scaling section's baseline: the same app calls the SDK (breadcrumbs)
+    # with and without our middleware, so Sentry must be on in both.
+    Config("bare_sentry", "bare app, Sentry on", _bare, sentry=TRACES_OFF, kinds=()),
     Config("pass_through", "pass-through middleware (floor of one layer)", _pass_through),
     Config("ours_no_sentry", "ours, Sentry not initialised", _ours),
     Config("ours", "ours, Sentry on, traces off", _ours, sentry=TRACES_OFF),

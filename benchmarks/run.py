@@ -193,13 +193,14 @@ def in_process(
 
 
 def scaling(settings: Settings, workers: dict[str, WorkerProcess], log: Log) -> dict[str, Any]:
-    pair = ("bare", "ours")
+    # SentryAsgiMiddleware is measured alongside when it is part of the run, for scale.
+    names = [n for n in ("bare_sentry", "ours", REFERENCE) if n in workers]
     samples: dict[tuple[str, int, str], list[float]] = {}
     for round_ in range(settings.scaling_rounds):
         log(f"scaling round {round_ + 1}/{settings.scaling_rounds}")
         for dimension, values in SCALING.items():
             for value in values:
-                for name in pair if round_ % 2 == 0 else reversed(pair):
+                for name in names if round_ % 2 == 0 else reversed(names):
                     request: dict[str, Any] = {"op": "time", "kind": "raw", "n": settings.requests}
                     if dimension == "in_flight":
                         request["in_flight"] = value
@@ -213,17 +214,20 @@ def scaling(settings: Settings, workers: dict[str, WorkerProcess], log: Log) -> 
     for dimension, values in SCALING.items():
         points = []
         for value in values:
-            ours = samples[(dimension, value, "ours")]
-            bare = samples[(dimension, value, "bare")]
-            summary = _summary(ours, bare)
-            points.append(
-                {
-                    "value": value,
-                    "bare_us": _median(bare),
-                    "ours_us": summary["us"],
-                    "overhead_us": summary["overhead_us"],
-                }
-            )
+            bare = samples[(dimension, value, "bare_sentry")]
+            ours = _summary(samples[(dimension, value, "ours")], bare)
+            point = {
+                "value": value,
+                "bare_us": _median(bare),
+                "ours_us": ours["us"],
+                "overhead_us": ours["overhead_us"],
+                "sentry_asgi_overhead_us": None,
+            }
+            if REFERENCE in names:
+                point["sentry_asgi_overhead_us"] = _paired_median(
+                    samples[(dimension, value, REFERENCE)], bare
+                )
+            points.append(point)
         results[dimension] = points
     return results
 
@@ -286,7 +290,8 @@ def real_server(settings: Settings, log: Log) -> dict[str, Any]:
 def _wrk_version(wrk: str) -> str:
     done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
     text = (done.stdout or done.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer"
+    return text[0].split(" Copyright")[0] if text else "wrk (version unknown)"
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -355,7 +360,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool]:
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--scaling-rounds", type=int, default=5)
     parser.add_argument("--no-server", action="store_true", help="skip uvicorn + wrk")
-    parser.add_argument("--server-rounds", type=int, default=3)
+    parser.add_argument("--server-rounds", type=int, default=5)
     parser.add_argument("--server-duration", type=float, default=3.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, one round")
@@ -371,7 +376,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool]:
     if wanted:
         wanted |= {"bare"}
         if not args.no_scaling:
-            wanted |= {"ours"}
+            wanted |= {"ours", "bare_sentry"}
     configs = tuple(c for c in CONFIGS if not wanted or c.name in wanted)
     if args.quick:
         args.rounds, args.requests, args.calls_requests = 1, 20, 20
