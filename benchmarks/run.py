@@ -340,7 +340,7 @@ def _check(name: str, value: float, limit: float) -> dict[str, Any]:
     return {"target": name, "value": value, "limit": limit, "met": value <= limit}
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool, str | None]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Per-request overhead of asgi-sentry-ctx, sentry-sdk and peers.",
@@ -365,6 +365,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool]:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, one round")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json-file", default=None, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     kinds = tuple(k for k in args.apps.split(",") if k)
     unknown = set(kinds) - set(APP_KINDS)
@@ -395,11 +396,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool]:
         server_duration=args.server_duration,
         connections=args.connections,
     )
-    return settings, args.json
+    return settings, args.json, args.json_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings, as_json = parse_args(argv)
+    settings, as_json, json_file = parse_args(argv)
 
     def log(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
@@ -430,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["server"] = real_server(settings, log)
     result["targets"] = targets(result)
     result["meta"]["duration_s"] = round(time.time() - started, 1)
+    if json_file:
+        with open(json_file, "w") as out:
+            json.dump(result, out, indent=2)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
