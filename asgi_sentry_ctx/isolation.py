@@ -13,7 +13,6 @@ import contextvars
 import functools
 from collections.abc import Callable
 from contextvars import Token
-from functools import partial
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sentry_sdk.scope
@@ -21,7 +20,6 @@ from sentry_sdk.integrations.asgi import _asgi_middleware_applied
 from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
 from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
 
-from asgi_sentry_ctx.enrich import enrich_event
 from asgi_sentry_ctx.state import RequestState
 
 if TYPE_CHECKING:
@@ -32,7 +30,10 @@ __all__ = ["ScopeTokens", "bind_context", "enter_request_scope", "exit_request_s
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ScopeTokens = tuple[Token[Any], Token[Any] | None] | None
+# The isolation scope's token; with tracing, the current scope's too; ``None``
+# when the SDK's middleware made the scope. (No tuple in the common case: every
+# object a request holds counts towards the garbage collector's next pass.)
+ScopeTokens = Token[Any] | tuple[Token[Any], Token[Any]] | None
 
 
 def enter_request_scope(state: RequestState) -> ScopeTokens:
@@ -41,7 +42,8 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
     Returns what :func:`exit_request_scope` needs to restore the previous scopes.
     """
     isolation = _isolation_scope.get() or Scope.get_isolation_scope()
-    processor: EventProcessor = partial(enrich_event, state)  # type: ignore[assignment]
+    # The state is the request's event processor (``RequestState.__call__``).
+    processor: EventProcessor = state  # type: ignore[assignment]
     if _asgi_middleware_applied.get(False):
         # Inside the SDK's middleware: this isolation scope is the request's own already.
         isolation._event_processors.append(processor)
@@ -53,11 +55,11 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
     isolation._event_processors.append(processor)
     # A trace of its own per request; its id is made lazily, if ever needed.
     isolation._propagation_context = PropagationContext()
-    isolation_token = _isolation_scope.set(isolation)
+    isolation_token: Token[Any] = _isolation_scope.set(isolation)
     if not _tracing_enabled(isolation):
         # Without tracing nothing the SDK writes to the current scope (spans)
         # reaches an event, so the second fork would buy nothing.
-        return isolation_token, None
+        return isolation_token
     current = _current_scope.get() or Scope.get_current_scope()
     return isolation_token, _current_scope.set(current.__copy__())
 
@@ -86,11 +88,14 @@ def _tracing_enabled(isolation: Scope) -> bool:
 
 def exit_request_scope(tokens: ScopeTokens) -> None:
     """Restore the scopes that were in force before :func:`enter_request_scope`."""
-    if tokens is not None:
+    if tokens is None:
+        return
+    if isinstance(tokens, tuple):
         isolation_token, current_token = tokens
-        if current_token is not None:
-            _current_scope.reset(current_token)
-        _isolation_scope.reset(isolation_token)
+        _current_scope.reset(current_token)
+    else:
+        isolation_token = tokens
+    _isolation_scope.reset(isolation_token)
 
 
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
