@@ -65,6 +65,18 @@ class Settings:
         }
 
 
+def worker_key(name: str, kind: str) -> str:
+    """Which worker serves configuration ``name`` on app ``kind``.
+
+    One worker per configuration; one per configuration *and app* where
+    sentry-sdk's framework integrations are auto-enabled: the Starlette
+    integration patches, for the whole process, the class of every middleware
+    a Starlette app adds (ours included), which must not follow ours to the
+    raw app's row.
+    """
+    return f"{name}/{kind}" if BY_NAME[name].auto_integrations else name
+
+
 class WorkerProcess:
     """A configuration's worker (see ``benchmarks.worker``), pinned to ``core``."""
 
@@ -147,7 +159,7 @@ def in_process(
                 for name in order:
                     if kind not in BY_NAME[name].kinds:
                         continue
-                    reply = workers[name].ask(
+                    reply = workers[worker_key(name, kind)].ask(
                         op="time", kind=kind, n=settings.requests, in_flight=in_flight
                     )
                     samples.setdefault((kind, mode, name), []).append(reply["us"])
@@ -171,10 +183,9 @@ def in_process(
                     row[mode]["over_sentry_own_us"] = _paired_median(
                         samples[(kind, mode, name)], samples[(kind, mode, "sentry_own")]
                     )
-            row["calls"] = workers[name].ask(op="calls", kind=kind, n=settings.calls_requests)[
-                "calls"
-            ]
-            memory = workers[name].ask(op="memory", kind=kind, in_flight=settings.in_flight)
+            worker = workers[worker_key(name, kind)]
+            row["calls"] = worker.ask(op="calls", kind=kind, n=settings.calls_requests)["calls"]
+            memory = worker.ask(op="memory", kind=kind, in_flight=settings.in_flight)
             row["memory_blocks"] = memory["blocks"]
             row["memory_bytes"] = memory["bytes"]
             rows[name] = row
@@ -194,7 +205,7 @@ def in_process(
 
 def scaling(settings: Settings, workers: dict[str, WorkerProcess], log: Log) -> dict[str, Any]:
     # SentryAsgiMiddleware is measured alongside when it is part of the run, for scale.
-    names = [n for n in ("bare_sentry", "ours", REFERENCE) if n in workers]
+    names = [n for n in ("bare_sentry", "ours", REFERENCE) if n in workers]  # raw app only
     samples: dict[tuple[str, int, str], list[float]] = {}
     for round_ in range(settings.scaling_rounds):
         log(f"scaling round {round_ + 1}/{settings.scaling_rounds}")
@@ -413,10 +424,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(c.send_events for c in settings.configs):
             # The event row posts to it; it lives in this process, off the workers' core.
             ingest = stack.enter_context(SentryIngest())
-        log(f"starting {len(settings.configs)} worker processes")
+        keys = {worker_key(c.name, kind): c for c in settings.configs for kind in settings.kinds}
+        log(f"starting {len(keys)} worker processes")
         workers = {
-            c.name: WorkerProcess(c, server_core, ingest.dsn if ingest else None)
-            for c in settings.configs
+            key: WorkerProcess(c, server_core, ingest.dsn if ingest else None)
+            for key, c in keys.items()
         }
         try:
             for worker in workers.values():
