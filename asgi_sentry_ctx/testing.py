@@ -85,8 +85,12 @@ class SentryIngest:
         return f"http://public@127.0.0.1:{self.port}/1"
 
     def start(self) -> SentryIngest:
+        # A short poll interval: ``stop()`` waits up to one interval for the loop.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sentry-ingest", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="sentry-ingest",
+            daemon=True,
         )
         self._thread.start()
         return self
