@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from asgi_sentry_ctx.scrubbing import scrub_event
 __all__ = ["init_sentry"]
 
 DEV_ENVIRONMENTS = frozenset({"dev", "development", "local", "test", "testing"})
+_ENVIRONMENT = re.compile(r"[^\s/\x00-\x1f\x7f]{1,64}")
 
 
 class _ConfigError(ValueError):
@@ -65,7 +67,7 @@ def init_sentry(
         environment = str(
             options.pop("environment", None) or os.environ.get("SENTRY_ENVIRONMENT") or "production"
         ).strip()
-        if not environment or any(ch.isspace() for ch in environment) or len(environment) > 64:
+        if not _is_valid_environment(environment):
             raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
         traces = _rate(options.pop("traces_sample_rate", None), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
         profiles = _rate(
@@ -122,9 +124,17 @@ def init_sentry(
     return True
 
 
+def _is_valid_environment(name: str) -> bool:
+    # Sentry's rules: at most 64 characters, no whitespace or "/", not "None";
+    # control characters and the path-like "." and ".." are refused as well.
+    return _ENVIRONMENT.fullmatch(name) is not None and name not in {".", "..", "None"}
+
+
 def _rate(given: Any, variable: str, default: float) -> float:
     raw = given if given is not None else os.environ.get(variable, "").strip() or default
     try:
+        if isinstance(raw, bool):  # float(True) is 1.0: almost surely a mistake
+            raise TypeError
         rate = float(raw)
     except (TypeError, ValueError):
         raise _ConfigError(f"{variable} must be a number from 0 to 1, got {raw!r}") from None

@@ -39,4 +39,5 @@ def sentry_init(ingest: SentryIngest) -> Iterator[SentryInit]:
     yield init
     sentry_sdk.flush(5)
     sentry_sdk.get_client().close()
-    sentry_sdk.init()  # back to a disabled client for the next test
+    # An empty DSN: ``init()`` alone would read SENTRY_DSN from the environment.
+    sentry_sdk.init(dsn="")  # back to a disabled client for the next test
