@@ -53,7 +53,8 @@ def init_sentry(
       integrations when those libraries are installed;
     - ``before_send``: the :class:`NoiseFilter` (configured by
       ``noise_status_codes`` and ``noise_exception_types``), then your own
-      ``before_send`` if given, then scrubbing. A ``before_send`` of yours that
+      ``before_send`` if given, then scrubbing; ``before_send_transaction``:
+      yours if given, then scrubbing. A ``before_send`` of yours that
       raises is logged and the event is kept.
 
     Sentry stays off, with one log line saying why, when there is no DSN, when
@@ -107,7 +108,11 @@ def init_sentry(
         "traces_sample_rate": traces,
         "profiles_sample_rate": profiles,
         "integrations": [*_default_integrations(), *options.get("integrations", ())],
-        "before_send": _chain(noise, options.get("before_send")),
+        "before_send": _chain(noise, options.get("before_send"), "before_send"),
+        # Transactions carry request data and extra too, and never see before_send.
+        "before_send_transaction": _chain(
+            None, options.get("before_send_transaction"), "before_send_transaction"
+        ),
     }
     try:
         sentry_sdk.init(**settings)
@@ -156,16 +161,16 @@ def _default_integrations() -> list[Integration]:
     return integrations
 
 
-def _chain(noise: NoiseFilter, user_hook: BeforeSend | None) -> BeforeSend:
+def _chain(noise: NoiseFilter | None, user_hook: BeforeSend | None, name: str) -> BeforeSend:
     def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-        kept = noise(event, hint)
+        kept = event if noise is None else noise(event, hint)
         if kept is None:
             return None
         if user_hook is not None:
             try:
                 kept = user_hook(kept, hint)
             except Exception:
-                logger.exception("asgi_sentry_ctx: your before_send raised; the event is kept")
+                logger.exception("asgi_sentry_ctx: your %s raised; the event is kept", name)
             if kept is None:
                 return None
         try:

@@ -11,6 +11,7 @@ import sentry_sdk
 
 from asgi_sentry_ctx import init_sentry
 from asgi_sentry_ctx.testing import SentryIngest
+from tests.conftest import reset_sdk
 from tests.events import events_before_marker
 
 
@@ -26,9 +27,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ):
         monkeypatch.delenv(name, raising=False)
     yield
-    sentry_sdk.flush(5)
-    sentry_sdk.get_client().close()
-    sentry_sdk.init(dsn="")  # not init(): it would read SENTRY_DSN
+    reset_sdk()
 
 
 @pytest.fixture
