@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
 from tests.conftest import SentryInit
 from tests.events import as_json
+from tests.servers import serve
 
 # Every hostile value contains this marker, so that any trace of it, whole or
 # truncated, escaped or not, is found wherever it lands.
@@ -95,3 +97,41 @@ async def test_hostile_id_is_never_logged(
     for record in caplog.records:
         assert MARKER not in record.getMessage()
         assert MARKER not in (record.exc_text or "")
+
+
+# Control characters are left out: uvicorn's own parser refuses them first.
+@pytest.mark.parametrize("name", ["10kB", "non-ascii", "repeated", "space"])
+def test_a_real_server_never_echoes_a_hostile_id(name: str, sentry_init: SentryInit) -> None:
+    """Raw bytes on the wire, through uvicorn's own header parsing."""
+    sentry_init()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = (get_request_id() or "").encode()
+        length = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": length})
+        await send({"type": "http.response.body", "body": body})
+
+    headers = b"".join(
+        name + b": " + value.replace(b"\r\n", b"") + b"\r\n" for name, value in HOSTILE[name]
+    )
+    with serve(SentryContextMiddleware(app)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n" + headers + b"\r\n"
+            )
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert MARKER.encode() not in raw
+    assert head.startswith(b"HTTP/1.1 200")
+    echoed = [
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"x-request-id:")
+    ]
+    assert echoed == [body]
+    assert len(body) == 32
