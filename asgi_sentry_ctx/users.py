@@ -28,8 +28,8 @@ def set_user(
 
     ``email`` and ``username`` are personal data: they are sent only when the
     SDK was initialised with ``send_default_pii=True`` (or a ``data_collection``
-    with ``user_info`` on). An explicit user wins
-    over one an extractor would resolve.
+    with ``user_info`` on). An explicit user wins over one an extractor would
+    resolve.
     """
     user: dict[str, Any] = {"id": str(id), **extra}
     if email is not None:

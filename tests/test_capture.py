@@ -130,48 +130,6 @@ class TestEscapingExceptions:
         assert events_before_marker(ingest) == []
 
 
-class TestPassThrough:
-    @pytest.mark.parametrize("kind", ["lifespan", "custom.protocol"])
-    async def test_other_scope_types_reach_the_app_untouched(self, kind: str) -> None:
-        seen: list[Any] = []
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            seen.append((scope, receive, send))
-
-        scope = {"type": kind, "asgi": {"version": "3.0"}}
-
-        async def receive() -> Any:
-            return {}
-
-        async def send(message: Any) -> None:
-            pass
-
-        await SentryContextMiddleware(app)(scope, receive, send)
-        [(got_scope, got_receive, got_send)] = seen
-        assert got_scope is scope
-        assert got_scope == {"type": kind, "asgi": {"version": "3.0"}}
-        assert got_receive is receive
-        assert got_send is send
-
-    async def test_a_lifespan_failure_propagates_without_our_report(
-        self, sentry_init: SentryInit, ingest: SentryIngest
-    ) -> None:
-        sentry_init()
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            raise Boom("startup failed")
-
-        async def receive() -> Any:
-            return {"type": "lifespan.startup"}
-
-        async def send(message: Any) -> None:
-            pass
-
-        with pytest.raises(Boom):
-            await SentryContextMiddleware(app)({"type": "lifespan"}, receive, send)
-        assert events_before_marker(ingest) == []
-
-
 class TestCaptureMessage:
     async def test_context_is_attached_to_that_event_only(
         self, sentry_init: SentryInit, ingest: SentryIngest

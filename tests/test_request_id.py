@@ -129,6 +129,39 @@ class TestIncoming:
         assert is_generated(echoed)
         assert seen == [echoed]
 
+    async def test_the_app_sees_the_id_in_use_in_place_of_a_rejected_one(self) -> None:
+        seen: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["headers"])
+            await ok(scope, receive, send)
+
+        wrapped = SentryContextMiddleware(app)
+        response = await request(
+            wrapped, headers=[(b"x-request-id", b"bad id!"), (b"accept", b"*/*")]
+        )
+        [echoed] = response.header("x-request-id")
+        assert seen[0] == [
+            (b"host", b"testserver"),
+            (b"accept", b"*/*"),
+            (b"x-request-id", echoed.encode()),
+        ]
+
+    async def test_the_app_sees_a_reused_or_absent_id_header_unchanged(self) -> None:
+        seen: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["headers"])
+            await ok(scope, receive, send)
+
+        wrapped = SentryContextMiddleware(app)
+        await request(wrapped, headers=[(b"x-request-id", b"good-1")])
+        await request(wrapped)
+        assert seen == [
+            [(b"host", b"testserver"), (b"x-request-id", b"good-1")],
+            [(b"host", b"testserver")],
+        ]
+
     async def test_header_name_option_reads_and_echoes_that_header(self) -> None:
         seen: list[str | None] = []
         response = await request(
