@@ -77,7 +77,7 @@ async def test_hostile_id_is_never_echoed(
 async def test_hostile_id_is_never_sent_to_sentry(
     hostile: list[tuple[bytes, bytes]], sentry_init: SentryInit, ingest: SentryIngest
 ) -> None:
-    sentry_init(send_default_pii=True, include_local_variables=True)
+    sentry_init(data_collection={"user_info": True}, include_local_variables=True)
     _, seen = await run_hostile(hostile)
     events = ingest.wait_for_events(3)
     assert len(events) == 3

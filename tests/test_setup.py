@@ -46,6 +46,8 @@ def options() -> dict[str, Any]:
 
 
 class TestDefaults:
+    # sentry-sdk 2.7x deprecates transaction-based profiling, which a rate above 0 turns on.
+    @pytest.mark.filterwarnings("ignore:Transaction-based profiling is deprecated")
     def test_dsn_environment_and_rates_come_from_the_environment(
         self, ingest: SentryIngest, monkeypatch: pytest.MonkeyPatch
     ) -> None:

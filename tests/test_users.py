@@ -34,6 +34,10 @@ def capturing(*messages: str, before: Any = None) -> Any:
     return app
 
 
+# ``send_default_pii`` is deprecated in sentry-sdk 2.7x but still honoured: it is tested on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:The send_default_pii option is deprecated")
+
+
 class TestSetUser:
     async def test_set_user_attaches_id_and_extra_fields(
         self, sentry_init: SentryInit, ingest: SentryIngest
