@@ -20,14 +20,20 @@ __all__ = ["enrich_event"]
 
 def enrich_event(
     state: RequestState, event: dict[str, Any], hint: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
+
+    Drops a second event for an exception already reported in this request:
+    the SDK's middleware outside ours captures again what ours reported, and
+    without ``DedupeIntegration`` nothing else would stop it.
 
     Never raises: a failure here (a raising user extractor, say) is logged and
     the event goes on with what could be added.
     """
     exc_info = hint.get("exc_info") if hint else None
     if exc_info and exc_info[1] is not None:
+        if state.reported is exc_info[1]:
+            return None
         # Whoever captured this exception (possibly the SDK's own integration
         # inside us), it is reported: the middleware must not report it again.
         state.reported = exc_info[1]
@@ -38,7 +44,7 @@ def enrich_event(
             event["request"] = request_data(state.asgi_scope)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not read request data for an event")
-    if state.breadcrumbs and event.get("type") != "transaction":
+    if event.get("type") != "transaction":
         try:
             add_request_breadcrumbs(event, state)
         except Exception:

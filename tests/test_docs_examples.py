@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sentry_sdk
+
+from tests.conftest import reset_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -27,9 +28,7 @@ def python_blocks(page: Path) -> list[str]:
 @pytest.fixture(autouse=True)
 def sentry_off_afterwards() -> Iterator[None]:
     yield
-    sentry_sdk.flush(2)
-    sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    reset_sdk()
 
 
 @pytest.mark.parametrize(
