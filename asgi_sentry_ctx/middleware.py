@@ -75,7 +75,7 @@ class SentryContextMiddleware:
             return
         try:
             state = RequestState(
-                self._request_id(scope),
+                self.request_id_for(scope),
                 scope,
                 self.user_extractor,
                 self.breadcrumbs and scope["path"] not in self.exclude_paths,
@@ -100,7 +100,13 @@ class SentryContextMiddleware:
             _current.reset(state_token)
             exit_request_scope(scope_tokens)
 
-    def _request_id(self, scope: Scope) -> str:
+    def request_id_for(self, scope: Scope) -> str:
+        """The request ID this middleware gives a request with ``scope``.
+
+        The valid incoming one (when ``trust_incoming``), else a new one. Public
+        so that an adapter can stamp the same kind of ID on responses its
+        framework makes without running the middleware (Litestar's routing 404s).
+        """
         if self.trust_incoming:
             found: bytes | None = None
             # ASGI servers lowercase request header names.
