@@ -134,6 +134,15 @@ class SentryContextMiddleware:
                 logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
         return self._new_id(), True
 
+    def request_id_for(self, scope: Scope) -> str:
+        """The request ID this middleware gives a request with ``scope``.
+
+        The valid incoming one (when ``trust_incoming``), else a new one. Public
+        so that an adapter can stamp the same kind of ID on responses its
+        framework makes without running the middleware (Litestar's routing 404s).
+        """
+        return self._request_id(scope)[0]
+
     def _new_id(self) -> str:
         if self.generate_id is generate_request_id:
             return urandom(16).hex()  # generate_request_id, inlined: this is the hot path

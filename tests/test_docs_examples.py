@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +38,11 @@ def sentry_off_afterwards() -> Iterator[None]:
 )
 def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SENTRY_DSN", raising=False)
-    namespace: dict[str, object] = {"__name__": f"docs_example_{page.stem}"}
+    # A real module: frameworks that read annotations (Litestar, pydantic) look
+    # the handler's module up in sys.modules.
+    module = types.ModuleType(f"docs_example_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for code in python_blocks(page):
         exec(compile(code, str(page), "exec"), namespace)
     # A page may define ``async def main()`` to drive what it showed.
