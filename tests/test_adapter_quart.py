@@ -461,3 +461,23 @@ def test_exception_is_one_event_even_without_the_sdk_dedupe_integration(
         assert client.post("/podcasts/p-1/upload").status_code == 500
     event = only_event_then_marker(ingest)
     assert event["exception"]["values"][0]["value"] == "storage unavailable"
+
+
+def test_user_logged_in_during_the_request_is_on_its_later_events(
+    sentry: Init, ingest: SentryIngest
+) -> None:
+    sentry()
+    app = make_app()
+
+    @app.post("/signup/<user_id>")
+    async def signup(user_id: str) -> str:
+        capture_message("before login")
+        login_user(AuthUser(user_id))
+        capture_message("after login")
+        return "welcome"
+
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        assert client.post("/signup/new-user").status_code == 200
+    before, after = events_before_marker(ingest)
+    assert (before["message"], "user" in before) == ("before login", False)
+    assert (after["message"], after["user"]) == ("after login", {"id": "new-user"})
