@@ -481,3 +481,22 @@ def test_user_logged_in_during_the_request_is_on_its_later_events(
     before, after = events_before_marker(ingest)
     assert (before["message"], "user" in before) == ("before login", False)
     assert (after["message"], after["user"]) == ("after login", {"id": "new-user"})
+
+
+def test_raising_async_user_getter_is_logged_and_the_request_goes_on(
+    sentry: Init, ingest: SentryIngest, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentry()
+
+    async def user_getter() -> str:
+        raise ConnectionError("user database down")
+
+    with (
+        serve(make_app(user_getter=user_getter)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        assert client.get("/podcasts/p-1/quota").status_code == 200
+    event = only_event_then_marker(ingest)
+    assert event["message"] == "quota almost used"
+    assert "user" not in event
+    assert any("user_getter raised" in r.getMessage() for r in caplog.records)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.middleware import SentryContextMiddleware
 from asgi_sentry_ctx.noise import ignore_exception_types
 from asgi_sentry_ctx.users import set_user, user_from
@@ -113,7 +114,12 @@ def _lazy_extractor(getter: Callable[[], Any]) -> Callable[[MutableMapping[str, 
 
 def _resolver(getter: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
     async def resolve_user() -> None:
-        user = user_from(await getter())
+        try:
+            user = user_from(await getter())
+        except Exception:
+            # Like a raising user_extractor: the request goes on, without a user.
+            logger.exception("asgi_sentry_ctx: user_getter raised; events go without a user")
+            return
         if user is not None:
             set_user(**user)
 
