@@ -23,16 +23,17 @@ def enrich_event(
 ) -> dict[str, Any] | None:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
 
-    Drops a second event for an exception already reported in this request:
-    the SDK's middleware outside ours captures again what ours reported, and
-    without ``DedupeIntegration`` nothing else would stop it.
-
-    Never raises: a failure here (a raising user extractor, say) is logged and
-    the event goes on with what could be added.
+    Drops (returns ``None`` for) a second event for an exception the request
+    reported already, so an error is one event even without the SDK's
+    ``DedupeIntegration``. Never raises: a failure here (a raising user
+    extractor, say) is logged and the event goes on with what could be added.
     """
     exc_info = hint.get("exc_info") if hint else None
     if exc_info and exc_info[1] is not None:
         if state.reported is exc_info[1]:
+            # A second capture of an exception this request reported already:
+            # a framework that logs what it handled (Quart) plus the logging
+            # integration, or two integrations, without the SDK's Dedupe.
             return None
         # Whoever captured this exception (possibly the SDK's own integration
         # inside us), it is reported: the middleware must not report it again.

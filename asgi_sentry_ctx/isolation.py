@@ -39,11 +39,17 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
 
     Returns what :func:`exit_request_scope` needs to restore the previous scopes.
     """
-    isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     if _asgi_middleware_applied.get(False):
-        # Inside the SDK's middleware: this isolation scope is the request's own already.
-        isolation.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
+        # Inside the SDK's middleware, which forked both scopes for this request
+        # already. The processor goes on the current scope: its processors run
+        # after the isolation scope's, where SDK framework integrations add
+        # theirs later in the request, so our user and request data win over
+        # their partial ones (Quart's sets a user id from quart-auth's private
+        # state, for one).
+        current = _current_scope.get() or Scope.get_current_scope()
+        current.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
         return None
+    isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     # ``__copy__`` is what ``Scope.fork()`` runs, minus two layers of calls.
     isolation = isolation.__copy__()
     isolation.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
