@@ -7,7 +7,6 @@ from os import urandom
 from time import time
 from typing import Any
 
-from asgi_sentry_ctx.business import _fields as _business_fields
 from asgi_sentry_ctx.capture import report_exception
 from asgi_sentry_ctx.isolation import enter_request_scope, exit_request_scope
 from asgi_sentry_ctx.logs import logger
@@ -98,14 +97,12 @@ class SentryContextMiddleware:
             await self.app(scope, receive, send)
             return
         state_token = _current.set(state)
-        business_token = _business_fields.set(_business_fields.get())
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
             report_exception(exc)
             raise
         finally:
-            _business_fields.reset(business_token)
             _current.reset(state_token)
             exit_request_scope(scope_tokens)
 

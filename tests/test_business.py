@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -188,3 +189,91 @@ async def test_a_block_inside_a_request_ends_with_the_block(
     inside, after = ingest.wait_for_events(2)
     assert inside["contexts"]["business"] == {"podcast_id": "p-1", "action": "upload"}
     assert after["contexts"]["business"] == {"podcast_id": "p-1"}
+
+
+async def test_fields_set_in_a_worker_thread_reach_the_requests_unhandled_error(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    """A sync view or dependency runs in a thread; its fields still belong to the request."""
+    sentry_init()
+
+    def sync_view() -> None:
+        set_business_context(podcast_id="p-thread", action="upload")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.to_thread(sync_view)
+        raise RuntimeError("upload failed")
+
+    with pytest.raises(RuntimeError):
+        await request(SentryContextMiddleware(app))
+    [event] = ingest.wait_for_events(1)
+    assert event["contexts"]["business"] == {"podcast_id": "p-thread", "action": "upload"}
+    assert event["tags"]["podcast_id"] == "p-thread"
+
+
+async def test_fields_set_in_a_child_task_reach_the_requests_later_events(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    sentry_init()
+
+    async def child() -> None:
+        set_business_context(episode_id="e-1")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.create_task(child())
+        capture_message("after child")
+        await ok(scope, receive, send)
+
+    await request(SentryContextMiddleware(app))
+    [event] = ingest.wait_for_events(1)
+    assert event["contexts"]["business"] == {"episode_id": "e-1"}
+
+
+async def test_concurrent_blocks_in_one_request_keep_their_own_fields(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    sentry_init()
+
+    async def per_episode(episode_id: str) -> None:
+        with business_context(episode_id=episode_id):
+            await asyncio.sleep(0)
+            capture_message(f"episode {episode_id}")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        set_business_context(podcast_id="p-1")
+        await asyncio.gather(*(per_episode(str(n)) for n in range(5)))
+        await ok(scope, receive, send)
+
+    await request(SentryContextMiddleware(app))
+    events = ingest.wait_for_events(5)
+    for event in events:
+        episode_id = event["message"].removeprefix("episode ")
+        assert event["contexts"]["business"] == {"podcast_id": "p-1", "episode_id": episode_id}
+
+
+async def test_a_block_wins_over_the_requests_fields_and_ends_with_the_block(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    sentry_init()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        set_business_context(podcast_id="p-1", action="sync")
+        with business_context(action="transcribe"):
+            capture_message("inside")
+        capture_message("after")
+        await ok(scope, receive, send)
+
+    await request(SentryContextMiddleware(app))
+    inside, after = ingest.wait_for_events(2)
+    assert inside["contexts"]["business"] == {"podcast_id": "p-1", "action": "transcribe"}
+    assert after["contexts"]["business"] == {"podcast_id": "p-1", "action": "sync"}
+
+
+async def test_request_fields_end_with_the_request() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        set_business_context(podcast_id="p-1")
+        assert current_business_context() == {"podcast_id": "p-1"}
+        await ok(scope, receive, send)
+
+    await request(SentryContextMiddleware(app))
+    assert current_business_context() == {}
