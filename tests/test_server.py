@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 import pytest
+import sentry_sdk
+from sentry_sdk.integrations.logging import LoggingIntegration
 from websockets.sync.client import connect
 
 from asgi_sentry_ctx import (
     SentryContextMiddleware,
+    capture_message,
     get_request_id,
     set_business_context,
     set_user,
@@ -71,3 +75,22 @@ def test_a_real_server_echoes_the_id_on_the_websocket_handshake() -> None:
         assert ws.response is not None
         assert ws.response.headers["x-request-id"] == "ws-real"
         assert ws.recv() == "ws-real"
+
+
+def test_the_servers_log_of_a_reported_error_is_not_a_second_event(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    """uvicorn logs "Exception in ASGI application"; without Dedupe that was a second event."""
+    sentry_init(
+        default_integrations=False,
+        integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
+    )
+    with serve(SentryContextMiddleware(app)) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/fail").status_code == 500
+    sentry_sdk.flush(5)
+    capture_message("marker")
+    events = ingest.wait_for_events(2)
+    assert [e.get("message") or e["exception"]["values"][-1]["value"] for e in events] == [
+        "storage unavailable",
+        "marker",
+    ]
