@@ -8,6 +8,7 @@ snippets that only make sense inside a larger app); use it sparingly.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,16 @@ def sentry_off_afterwards() -> Iterator[None]:
     "page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTRY_DSN", raising=False)
+    # Examples see a clean environment (no DSN, no sample rates, no dev switch of
+    # the reader's shell), and whatever they set in os.environ is undone afterwards.
+    for name in list(os.environ):
+        if name.startswith(("SENTRY_", "ASGI_SENTRY_CTX_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     namespace: dict[str, object] = {"__name__": f"docs_example_{page.stem}"}
     for code in python_blocks(page):
-        exec(compile(code, str(page), "exec"), namespace)
+        # dont_inherit: this module's `from __future__` imports must not change the examples.
+        exec(compile(code, str(page), "exec", dont_inherit=True), namespace)
     # A page may define ``async def main()`` to drive what it showed.
     main = namespace.get("main")
     if callable(main):
