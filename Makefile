@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 # The documentation site, built strictly: a broken link or reference fails the build.
 docs: $(STAMP)
-	$(PY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
 
 test: lint docs
 	$(PY) -m pytest

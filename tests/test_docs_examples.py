@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,16 @@ import sentry_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
-_BLOCK = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A fence may be indented (inside a list item or an admonition): its code is dedented.
+_BLOCK = re.compile(r"^([ \t]*)```python([^\n]*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 
 
 def python_blocks(page: Path) -> list[str]:
-    return [code for info, code in _BLOCK.findall(page.read_text()) if "no-exec" not in info]
+    return [
+        textwrap.dedent(code)
+        for _, info, code in _BLOCK.findall(page.read_text())
+        if "no-exec" not in info
+    ]
 
 
 @pytest.fixture(autouse=True)
