@@ -23,8 +23,9 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 # The documentation site, built strictly: a broken link or reference fails the build.
+# (Not --quiet: it hides the warnings, and then --strict lets them pass.)
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 test: lint docs
 	$(PY) -m pytest
