@@ -62,10 +62,12 @@ def set_business_context(**fields: Any) -> None:
 def business_context(**fields: Any) -> Iterator[None]:
     """Apply business fields for a block of code, then restore what was there before.
 
-    Made for background jobs and other code outside a request::
+    Made for background jobs and other code outside a request:
 
-        with business_context(podcast_id=podcast.id, action="transcribe"):
-            transcribe(episode)
+    ```python
+    with business_context(podcast_id=podcast.id, action="transcribe"):
+        transcribe(episode)
+    ```
     """
     token = _fields.set(_merged(_fields.get(), fields))
     try:

@@ -25,9 +25,11 @@ def capture_message(message: str, level: str = "info", **context: Any) -> str | 
     """Send ``message`` to Sentry with the current request's context; return its event id.
 
     Keyword arguments are attached to this event only (as ``extra``), never to
-    the scope, so they do not follow later events::
+    the scope, so they do not follow later events:
 
-        capture_message("quota almost used", level="warning", used=980, quota=1000)
+    ```python
+    capture_message("quota almost used", level="warning", used=980, quota=1000)
+    ```
 
     Returns ``None`` when Sentry is off or the event was dropped.
     """

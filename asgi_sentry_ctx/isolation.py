@@ -76,12 +76,17 @@ def exit_request_scope(tokens: ScopeTokens) -> None:
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap ``fn`` so that it runs in a copy of the caller's context, wherever it is called.
 
-    ``loop.run_in_executor`` and bare threads copy no context: work handed to
-    them loses the request's ID, user and business context. Bind it first::
+    ``loop.run_in_executor`` and bare threads copy no context: in work handed
+    to them, ``get_request_id()`` and log records have no request ID and
+    events have no business context. Bind it first:
 
-        await loop.run_in_executor(None, bind_context(resize), image)
+    ```python
+    await loop.run_in_executor(None, bind_context(resize), image)
+    ```
 
-    (``asyncio.to_thread`` and Starlette's threadpool copy the context already.)
+    The context is copied when ``bind_context`` is called, not when ``fn``
+    runs. (``asyncio.to_thread`` and Starlette's threadpool copy the context
+    already.)
     """
     context = contextvars.copy_context()
 

@@ -51,7 +51,7 @@ def init_sentry(
     - ``max_breadcrumbs=100``, ``include_local_variables=True``;
     - logging: breadcrumbs from INFO, events from WARNING; SQLAlchemy and HTTPX
       integrations when those libraries are installed;
-    - ``before_send``: the :class:`NoiseFilter` (configured by
+    - ``before_send``: the [`NoiseFilter`][asgi_sentry_ctx.NoiseFilter] (configured by
       ``noise_status_codes`` and ``noise_exception_types``), then your own
       ``before_send`` if given, then scrubbing; ``before_send_transaction``:
       yours if given, then scrubbing. A ``before_send`` of yours that

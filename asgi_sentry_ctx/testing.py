@@ -77,6 +77,7 @@ class SentryIngest:
 
     @property
     def port(self) -> int:
+        """The port it listens on (chosen free by the OS)."""
         return int(self._server.server_address[1])
 
     @property
@@ -85,6 +86,7 @@ class SentryIngest:
         return f"http://public@127.0.0.1:{self.port}/1"
 
     def start(self) -> SentryIngest:
+        """Start serving in a background thread; return the ingest itself."""
         # A short poll interval: ``stop()`` waits up to one interval for the loop.
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -96,6 +98,7 @@ class SentryIngest:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -119,6 +122,7 @@ class SentryIngest:
             return [event for env in self.envelopes for event in env.payloads("event")]
 
     def clear(self) -> None:
+        """Forget what was received so far."""
         with self._changed:
             self.envelopes.clear()
 
