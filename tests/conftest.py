@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,26 @@ from asgi_sentry_ctx.testing import SentryIngest
 
 SentryInit = Callable[..., None]
 ProductionInit = Callable[..., None]
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Frameworks configure logging when an app is built (Litestar sets the root
+    level to INFO); undo it so no test sees another test's log levels."""
+    manager = logging.root.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root_level, root_handlers = logging.root.level, list(logging.root.handlers)
+    yield
+    logging.root.setLevel(root_level)
+    logging.root.handlers[:] = root_handlers
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
+            logger.disabled = False
 
 
 @pytest.fixture
