@@ -20,14 +20,21 @@ __all__ = ["enrich_event"]
 
 def enrich_event(
     state: RequestState, event: dict[str, Any], hint: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
 
-    Never raises: a failure here (a raising user extractor, say) is logged and
-    the event goes on with what could be added.
+    Drops the event (returns ``None``) when its exception was reported already
+    in this request. Never raises: a failure here (a raising user extractor,
+    say) is logged and the event goes on with what could be added.
     """
     exc_info = hint.get("exc_info") if hint else None
     if exc_info and exc_info[1] is not None:
+        if state.reported is exc_info[1]:
+            # sentry-sdk's ASGI middleware, outside ours when its Starlette or
+            # FastAPI integration wraps the app, reports the exception again on
+            # its way out. Only DedupeIntegration would drop that copy, and it
+            # is off with ``default_integrations=False``.
+            return None
         # Whoever captured this exception (possibly the SDK's own integration
         # inside us), it is reported: the middleware must not report it again.
         state.reported = exc_info[1]

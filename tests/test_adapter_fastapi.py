@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from sentry_sdk.integrations.fastapi import FastApiIntegration
+from sentry_sdk.integrations.starlette import StarletteIntegration
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
@@ -157,6 +159,19 @@ class TestEvents:
         assert event["exception"]["values"][-1]["value"] == "transcoder crashed"
         assert event["user"] == {"id": "u-alice"}
         assert_full_context(event, response.headers["x-request-id"], "/fail")
+
+    def test_exception_is_one_event_with_the_sdk_integration_even_without_dedupe(
+        self, sentry_init: SentryInit, ingest: SentryIngest, kind: str
+    ) -> None:
+        sentry_init(
+            default_integrations=False,
+            integrations=[StarletteIntegration(), FastApiIntegration()],
+        )
+        with serve(fastapi_app(kind)) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/fail", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert event["user"] == {"id": "u-alice"}
 
     def test_logged_error_carries_its_context(
         self, sentry: Init, ingest: SentryIngest, kind: str

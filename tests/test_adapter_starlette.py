@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sentry_sdk.integrations.starlette import StarletteIntegration
 from starlette.applications import Starlette
 from starlette.authentication import BaseUser, SimpleUser, UnauthenticatedUser
 from starlette.middleware import Middleware
@@ -167,6 +168,15 @@ class TestEvents:
         assert event["exception"]["values"][-1]["value"] == "transcoder crashed"
         assert event["user"] == {"id": "alice"}
         assert_full_context(event, response.headers["x-request-id"], "/fail")
+
+    def test_exception_is_one_event_with_the_sdk_integration_even_without_dedupe(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init(default_integrations=False, integrations=[StarletteIntegration()])
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/fail", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
 
     def test_server_error_response_carries_the_request_id(
         self, sentry: Init, ingest: SentryIngest
