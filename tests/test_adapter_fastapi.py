@@ -291,6 +291,10 @@ class TestBindUser:
         response = asyncio.run(request(install(app), "/"))
         assert (response.status, response.body, calls) == (200, b'"u-1"', ["called"])
 
+    def test_openapi_still_shows_the_dependency_security_scheme(self) -> None:
+        schema = fastapi_app("async").openapi()
+        assert schema["paths"]["/message"]["get"]["security"] == [{"HTTPBearer": []}]
+
     def test_sync_dependency_stays_sync_and_async_stays_async(self) -> None:
         def sync_user() -> None:
             return None
