@@ -23,17 +23,16 @@ def enrich_event(
 ) -> dict[str, Any] | None:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
 
-    Drops the event (returns ``None``) when its exception was reported already
-    in this request. Never raises: a failure here (a raising user extractor,
-    say) is logged and the event goes on with what could be added.
+    Drops a second event for an exception already reported in this request:
+    the SDK's middleware outside ours captures again what ours reported, and
+    without ``DedupeIntegration`` nothing else would stop it.
+
+    Never raises: a failure here (a raising user extractor, say) is logged and
+    the event goes on with what could be added.
     """
     exc_info = hint.get("exc_info") if hint else None
     if exc_info and exc_info[1] is not None:
         if state.reported is exc_info[1]:
-            # sentry-sdk's ASGI middleware, outside ours when its Starlette or
-            # FastAPI integration wraps the app, reports the exception again on
-            # its way out. Only DedupeIntegration would drop that copy, and it
-            # is off with ``default_integrations=False``.
             return None
         # Whoever captured this exception (possibly the SDK's own integration
         # inside us), it is reported: the middleware must not report it again.
@@ -45,7 +44,7 @@ def enrich_event(
             event["request"] = request_data(state.asgi_scope)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not read request data for an event")
-    if state.breadcrumbs and event.get("type") != "transaction":
+    if event.get("type") != "transaction":
         try:
             add_request_breadcrumbs(event, state)
         except Exception:

@@ -42,6 +42,12 @@ class SentryContextMiddleware:
     matched exactly); reports an exception escaping the app once and re-raises
     it. ``lifespan`` and other scope types pass through untouched.
 
+    A custom ``id_validator`` can only narrow what is accepted: an ID that is
+    not safe to echo in a header and send as a tag (see
+    :func:`~asgi_sentry_ctx.is_valid_request_id`) is replaced whatever it says.
+    An incoming ID that is not reused is replaced in the request's headers as
+    the app sees them, so it never reaches the app, its logs or Sentry.
+
     Put it outermost, so that it also sees the 500 responses produced by the
     framework's own error handling.
     """
@@ -64,7 +70,7 @@ class SentryContextMiddleware:
         self.response_header = response_header
         self.trust_incoming = trust_incoming
         self.generate_id = id_generator or generate_request_id
-        self.is_valid_id = id_validator or is_valid_request_id
+        self.is_valid_id = is_valid_request_id if id_validator is None else _also_safe(id_validator)
         self.user_extractor = user_extractor
         self.exclude_paths = frozenset(exclude_paths)
         self.breadcrumbs = breadcrumbs
@@ -74,8 +80,11 @@ class SentryContextMiddleware:
             await self.app(scope, receive, send)
             return
         try:
+            request_id, rejected = self._request_id(scope)
+            if rejected:
+                scope = _with_request_id(scope, self.header, request_id)
             state = RequestState(
-                self._request_id(scope),
+                request_id,
                 scope,
                 self.user_extractor,
                 self.breadcrumbs and scope["path"] not in self.exclude_paths,
@@ -100,26 +109,41 @@ class SentryContextMiddleware:
             _current.reset(state_token)
             exit_request_scope(scope_tokens)
 
-    def _request_id(self, scope: Scope) -> str:
-        if self.trust_incoming:
-            found: bytes | None = None
-            # ASGI servers lowercase request header names.
-            for name, value in scope["headers"]:
-                if name == self.header:
-                    if found is not None:
-                        found = None  # repeated: ambiguous, so untrusted
-                        break
-                    found = value
-            if found is not None:
-                try:
-                    candidate = found.decode("ascii")
-                except UnicodeDecodeError:
-                    candidate = ""
-                try:
-                    if candidate and self.is_valid_id(candidate):
-                        return candidate
-                except Exception:
-                    logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
+    def _request_id(self, scope: Scope) -> tuple[str, bool]:
+        """The request's ID, and whether an incoming ID header was rejected."""
+        found: bytes | None = None
+        repeated = False
+        # ASGI servers lowercase request header names.
+        for name, value in scope["headers"]:
+            if name == self.header:
+                if found is not None:
+                    repeated = True  # ambiguous, so untrusted
+                    break
+                found = value
+        if found is None:
+            return self._new_id(), False
+        if self.trust_incoming and not repeated:
+            try:
+                candidate = found.decode("ascii")
+            except UnicodeDecodeError:
+                candidate = ""
+            try:
+                if candidate and self.is_valid_id(candidate):
+                    return candidate, False
+            except Exception:
+                logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
+        return self._new_id(), True
+
+    def request_id_for(self, scope: Scope) -> str:
+        """The request ID this middleware gives a request with ``scope``.
+
+        The valid incoming one (when ``trust_incoming``), else a new one. Public
+        so that an adapter can stamp the same kind of ID on responses its
+        framework makes without running the middleware (Litestar's routing 404s).
+        """
+        return self._request_id(scope)[0]
+
+    def _new_id(self) -> str:
         if self.generate_id is generate_request_id:
             return urandom(16).hex()  # generate_request_id, inlined: this is the hot path
         request_id = self.generate_id()
@@ -151,3 +175,20 @@ class SentryContextMiddleware:
             await send(message)
 
         return send_with_request_id
+
+
+def _also_safe(validator: IdValidator) -> IdValidator:
+    def is_valid(value: str) -> bool:
+        # The safe-character rule first: the app's validator never sees hostile input.
+        return is_valid_request_id(value) and validator(value)
+
+    return is_valid
+
+
+def _with_request_id(scope: Scope, header: bytes, request_id: str) -> Scope:
+    # A rejected incoming ID (hostile, malformed, repeated or untrusted) is
+    # replaced in the scope the app sees too: otherwise it would reach Sentry
+    # through the event's request headers and the stack frames' local variables.
+    headers = [(name, value) for name, value in scope["headers"] if name != header]
+    headers.append((header, request_id.encode("ascii")))
+    return {**scope, "headers": headers}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from asgi_sentry_ctx.scrubbing import scrub_event
 __all__ = ["init_sentry"]
 
 DEV_ENVIRONMENTS = frozenset({"dev", "development", "local", "test", "testing"})
+_ENVIRONMENT = re.compile(r"[^\s/\x00-\x1f\x7f]{1,64}")
 
 
 class _ConfigError(ValueError):
@@ -51,7 +53,8 @@ def init_sentry(
       integrations when those libraries are installed;
     - ``before_send``: the :class:`NoiseFilter` (configured by
       ``noise_status_codes`` and ``noise_exception_types``), then your own
-      ``before_send`` if given, then scrubbing. A ``before_send`` of yours that
+      ``before_send`` if given, then scrubbing; ``before_send_transaction``:
+      yours if given, then scrubbing. A ``before_send`` of yours that
       raises is logged and the event is kept.
 
     Sentry stays off, with one log line saying why, when there is no DSN, when
@@ -65,7 +68,7 @@ def init_sentry(
         environment = str(
             options.pop("environment", None) or os.environ.get("SENTRY_ENVIRONMENT") or "production"
         ).strip()
-        if not environment or any(ch.isspace() for ch in environment) or len(environment) > 64:
+        if not _is_valid_environment(environment):
             raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
         traces = _rate(options.pop("traces_sample_rate", None), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
         profiles = _rate(
@@ -105,7 +108,11 @@ def init_sentry(
         "traces_sample_rate": traces,
         "profiles_sample_rate": profiles,
         "integrations": [*_default_integrations(), *options.get("integrations", ())],
-        "before_send": _chain(noise, options.get("before_send")),
+        "before_send": _chain(noise, options.get("before_send"), "before_send"),
+        # Transactions carry request data and extra too, and never see before_send.
+        "before_send_transaction": _chain(
+            None, options.get("before_send_transaction"), "before_send_transaction"
+        ),
     }
     try:
         sentry_sdk.init(**settings)
@@ -122,9 +129,17 @@ def init_sentry(
     return True
 
 
+def _is_valid_environment(name: str) -> bool:
+    # Sentry's rules: at most 64 characters, no whitespace or "/", not "None";
+    # control characters and the path-like "." and ".." are refused as well.
+    return _ENVIRONMENT.fullmatch(name) is not None and name not in {".", "..", "None"}
+
+
 def _rate(given: Any, variable: str, default: float) -> float:
     raw = given if given is not None else os.environ.get(variable, "").strip() or default
     try:
+        if isinstance(raw, bool):  # float(True) is 1.0: almost surely a mistake
+            raise TypeError
         rate = float(raw)
     except (TypeError, ValueError):
         raise _ConfigError(f"{variable} must be a number from 0 to 1, got {raw!r}") from None
@@ -146,16 +161,16 @@ def _default_integrations() -> list[Integration]:
     return integrations
 
 
-def _chain(noise: NoiseFilter, user_hook: BeforeSend | None) -> BeforeSend:
+def _chain(noise: NoiseFilter | None, user_hook: BeforeSend | None, name: str) -> BeforeSend:
     def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-        kept = noise(event, hint)
+        kept = event if noise is None else noise(event, hint)
         if kept is None:
             return None
         if user_hook is not None:
             try:
                 kept = user_hook(kept, hint)
             except Exception:
-                logger.exception("asgi_sentry_ctx: your before_send raised; the event is kept")
+                logger.exception("asgi_sentry_ctx: your %s raised; the event is kept", name)
             if kept is None:
                 return None
         try:

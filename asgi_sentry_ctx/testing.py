@@ -85,8 +85,12 @@ class SentryIngest:
         return f"http://public@127.0.0.1:{self.port}/1"
 
     def start(self) -> SentryIngest:
+        # A short poll interval: ``stop()`` waits up to one interval for the loop.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sentry-ingest", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="sentry-ingest",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -123,17 +127,21 @@ class SentryIngest:
 
         Raises ``TimeoutError`` naming how many arrived, so a test never waits by sleeping.
         """
+        return self.wait_for("event", count, timeout)
+
+    def wait_for(self, kind: str, count: int, timeout: float = 10.0) -> list[Any]:
+        """Wait until at least ``count`` items of type ``kind`` (``"transaction"``...) arrived."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                events = [event for env in self.envelopes for event in env.payloads("event")]
+                items = [item for env in self.envelopes for item in env.payloads(kind)]
                 remaining = deadline - time.monotonic()
-                if len(events) >= count or remaining <= 0:
+                if len(items) >= count or remaining <= 0:
                     break
                 self._changed.wait(remaining)
-        if len(events) < count:
-            raise TimeoutError(f"expected {count} events, received {len(events)}")
-        return events
+        if len(items) < count:
+            raise TimeoutError(f"expected {count} {kind} items, received {len(items)}")
+        return items
 
     def _record(self, envelope: Envelope) -> None:
         with self._changed:

@@ -27,8 +27,9 @@ def set_user(
     """Attach a user to every event of the current request (or background job).
 
     ``email`` and ``username`` are personal data: they are sent only when the
-    SDK was initialised with ``send_default_pii=True``. An explicit user wins
-    over one an extractor would resolve.
+    SDK was initialised with ``send_default_pii=True`` (or a ``data_collection``
+    with ``user_info`` on). An explicit user wins over one an extractor would
+    resolve.
     """
     user: dict[str, Any] = {"id": str(id), **extra}
     if email is not None:
@@ -120,7 +121,17 @@ def _first(fields: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     return None
 
 
+def _pii_allowed() -> bool:
+    options = sentry_sdk.get_client().options
+    # sentry-sdk 2.7x: ``data_collection``, when the app gave it, supersedes
+    # ``send_default_pii`` (which it then ignores).
+    collection = options.get("data_collection")
+    if isinstance(collection, dict) and collection.get("provided_by_user"):
+        return bool(collection.get("user_info"))
+    return bool(options.get("send_default_pii"))
+
+
 def _without_pii(user: dict[str, Any]) -> dict[str, Any]:
-    if sentry_sdk.get_client().should_send_default_pii():
+    if _pii_allowed():
         return user
     return {k: v for k, v in user.items() if k not in _PII_FIELDS}

@@ -44,7 +44,6 @@ from websockets.sync.client import ClientConnection
 import asgi_sentry_ctx.adapters.fastapi as fastapi_adapter
 import asgi_sentry_ctx.adapters.starlette as starlette_adapter
 from asgi_sentry_ctx import add_breadcrumb, capture_message, set_business_context
-from asgi_sentry_ctx.testing import SentryIngest
 
 app_logger = logging.getLogger("tests.app")
 
@@ -56,19 +55,6 @@ def do_work() -> None:
     """What every handler does before it reports: business context and a breadcrumb."""
     set_business_context(**BUSINESS)
     add_breadcrumb("episode loaded", category="app")
-
-
-def events_before_marker(ingest: SentryIngest) -> list[dict[str, Any]]:
-    """Every event the app sent, in order: call it after the server has stopped.
-
-    The marker is captured after the server finished every request, and the
-    SDK sends in order, so whatever was not in front of the marker was never sent.
-    """
-    sentry_sdk.capture_message("marker")
-    deadline_events = ingest.wait_for_events(1)
-    while deadline_events[-1].get("message") != "marker":
-        deadline_events = ingest.wait_for_events(len(deadline_events) + 1)
-    return deadline_events[:-1]
 
 
 # --- Starlette: AuthenticationMiddleware with a token backend ---------------------------

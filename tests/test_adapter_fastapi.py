@@ -18,16 +18,15 @@ from sentry_sdk.integrations.starlette import StarletteIntegration
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
-from asgi_sentry_ctx import init_sentry
 from asgi_sentry_ctx.adapters.fastapi import bind_user, install
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
-from tests.conftest import SentryInit
+from tests.conftest import ProductionInit, SentryInit
+from tests.events import events_before_marker
 from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
     FRONTEND,
-    events_before_marker,
     fastapi_app,
     handshake_request_id,
     sync_auth_threads,
@@ -40,13 +39,11 @@ Init = Callable[..., None]
 
 
 @pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
-def sentry(request: pytest.FixtureRequest, sentry_init: SentryInit, ingest: SentryIngest) -> Init:
+def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
     """``init_sentry`` sending to the ingest, traces off, with or without the SDK's integration."""
 
     def init(**options: Any) -> None:
-        assert init_sentry(
-            ingest.dsn,
-            environment="production",
+        production(
             traces_sample_rate=0.0,
             auto_enabling_integrations=request.param,
             transport_queue_size=10_000,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sentry_sdk
+
+from tests.conftest import reset_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -27,9 +30,7 @@ def python_blocks(page: Path) -> list[str]:
 @pytest.fixture(autouse=True)
 def sentry_off_afterwards() -> Iterator[None]:
     yield
-    sentry_sdk.flush(2)
-    sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    reset_sdk()
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,11 @@ def sentry_off_afterwards() -> Iterator[None]:
 )
 def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SENTRY_DSN", raising=False)
-    namespace: dict[str, object] = {"__name__": f"docs_example_{page.stem}"}
+    # A real module: frameworks that read annotations (Litestar, pydantic) look
+    # the handler's module up in sys.modules.
+    module = types.ModuleType(f"docs_example_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for code in python_blocks(page):
         exec(compile(code, str(page), "exec"), namespace)
     # A page may define ``async def main()`` to drive what it showed.
