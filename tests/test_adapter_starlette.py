@@ -123,6 +123,18 @@ class TestUser:
         [event] = events_before_marker(ingest)
         assert event["user"] == {"id": "alice", "username": "alice"}
 
+    def test_user_is_found_when_an_invalid_request_id_is_replaced(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        # The middleware then hands the app a copy of the scope: the user
+        # AuthenticationMiddleware puts in that copy must still be read.
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message", headers={**ALICE, "X-Request-ID": "bad id!"})
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "alice"}
+        assert event["tags"]["request_id"] == response.headers["x-request-id"] != "bad id!"
+
     def test_concurrent_requests_each_carry_their_own_user(
         self, sentry: Init, ingest: SentryIngest
     ) -> None:
