@@ -110,7 +110,7 @@ class TestUser:
     def test_email_and_name_are_sent_only_with_pii_allowed(
         self, sentry: Init, ingest: SentryIngest, kind: str
     ) -> None:
-        sentry(send_default_pii=True)
+        sentry(data_collection={"user_info": True})
         with serve(fastapi_app(kind)) as url, httpx.Client(base_url=url) as client:
             client.get("/message", headers=ALICE)
         [event] = events_before_marker(ingest)

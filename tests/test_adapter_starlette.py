@@ -102,7 +102,7 @@ class TestUser:
     def test_email_and_display_name_are_sent_only_with_pii_allowed(
         self, sentry: Init, ingest: SentryIngest
     ) -> None:
-        sentry(send_default_pii=True)
+        sentry(data_collection={"user_info": True})
         with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
             client.get("/message", headers=OPS)
         [event] = events_before_marker(ingest)
@@ -115,9 +115,9 @@ class TestUser:
     def test_our_user_wins_over_the_sdk_partial_one(
         self, sentry: Init, ingest: SentryIngest
     ) -> None:
-        # With PII on, the SDK's integration sets {"username": "alice"} from the
+        # With user info allowed, the SDK's integration sets {"username": "alice"} from the
         # same SimpleUser: an event user without an id.
-        sentry(send_default_pii=True)
+        sentry(data_collection={"user_info": True})
         with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
             client.get("/message", headers=ALICE)
         [event] = events_before_marker(ingest)
