@@ -61,7 +61,10 @@ class SentryIngest:
     """A tiny Sentry ingest server on 127.0.0.1 that records what it receives.
 
     ``status`` (default 200), ``headers`` and ``delay`` (seconds) set how it
-    answers, so tests can play an ingest that is failing, rate-limiting or slow.
+    answers, so tests can play an ingest that is failing, rate-limiting or slow
+    (a long ``delay`` is a hanging ingest; ``stop()`` cuts it short).
+    :meth:`down` and :meth:`up` play an ingest that is unreachable (connection
+    refused) for a while. ``requests`` counts every POST, answered or refused.
     """
 
     def __init__(self, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
@@ -71,13 +74,19 @@ class SentryIngest:
         self.envelopes: list[Envelope] = []
         self.requests = 0
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._stopped = threading.Event()
+        self._server = self._bind(0)
+        self._port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
+
+    def _bind(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        server.daemon_threads = True
+        return server
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._port
 
     @property
     def dsn(self) -> str:
@@ -85,17 +94,35 @@ class SentryIngest:
         return f"http://public@127.0.0.1:{self.port}/1"
 
     def start(self) -> SentryIngest:
+        # A short poll interval: ``stop()`` waits up to one interval for the loop.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sentry-ingest", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="sentry-ingest",
+            daemon=True,
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._stopped.set()  # a delayed (hanging) answer ends now
+        self._halt()
+
+    def _halt(self) -> None:
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    def down(self) -> None:
+        """Stop listening: connections are refused until :meth:`up`."""
+        self._halt()
+
+    def up(self) -> None:
+        """Listen again, on the same port, after :meth:`down`."""
+        self._server = self._bind(self._port)
+        self.start()
 
     def __enter__(self) -> SentryIngest:
         return self.start()
@@ -135,9 +162,24 @@ class SentryIngest:
             raise TimeoutError(f"expected {count} events, received {len(events)}")
         return events
 
-    def _record(self, envelope: Envelope) -> None:
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> int:
+        """Wait until at least ``count`` POSTs arrived (answered with any status)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.requests < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} requests, received {self.requests}")
+                self._changed.wait(remaining)
+            return self.requests
+
+    def _count_request(self) -> None:
         with self._changed:
             self.requests += 1
+            self._changed.notify_all()
+
+    def _record(self, envelope: Envelope) -> None:
+        with self._changed:
             self.envelopes.append(envelope)
             self._changed.notify_all()
 
@@ -158,8 +200,9 @@ def _handler_for(ingest: SentryIngest) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            ingest._count_request()
             if ingest.delay:
-                time.sleep(ingest.delay)
+                ingest._stopped.wait(ingest.delay)
             status = ingest.status
             if 200 <= status < 300:
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
