@@ -33,7 +33,7 @@ from sentry_sdk.transport import HttpTransport, _parse_rate_limits
 from sentry_sdk.utils import format_timestamp
 
 from asgi_sentry_ctx.logs import logger
-from asgi_sentry_ctx.store import ClaimedEnvelope, EventStore
+from asgi_sentry_ctx.store import ClaimedEnvelope, EventStore, live_owners
 
 __all__ = ["Answer", "Forwarder", "HttpSender"]
 
@@ -84,7 +84,7 @@ class Forwarder:
         keep_sent: bool = True,
         retry_base: float = 1.0,
         retry_max: float = 60.0,
-        batch_size: int = 50,
+        batch_size: int = 1,
         lease: float = 120.0,
         poll_interval: float = 1.0,
         on_dead_letter: Callable[[tuple[str, ...]], None] | None = None,
@@ -113,6 +113,7 @@ class Forwarder:
         self._idle_due: float | None = None
         self._failures = 0  # consecutive: drives the forwarder-wide backoff
         self._backoff_until = 0.0
+        self._next_takeover = 0.0
 
     # -- control ----------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Forwarder:
                 self.owner = EventStore.new_owner()  # a forked child is its own owner
             self._stopping = False
             self._pid = os.getpid()
+            live_owners.add(self.owner)
             self._thread = threading.Thread(
                 target=self._run, name="asgi-sentry-ctx-forwarder", daemon=True
             )
@@ -171,19 +173,26 @@ class Forwarder:
             self._stopping = True
             self._cond.notify_all()
             thread = self._thread
+        # What it still holds (a send that hangs) may be taken over by the next forwarder.
+        live_owners.discard(self.owner)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     # -- the thread -------------------------------------------------------
 
-    def _run(self) -> None:
-        self.store.checkpoint_in_this_thread()
+    def _take_over_dead_owners(self) -> None:
+        self._next_takeover = time.time() + self.lease / 4
         try:
             freed = self.store.release_dead_owners()
-            if freed:
-                logger.info("asgi_sentry_ctx: took over %d envelopes of a dead process", freed)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not check the store for dead forwarders")
+            return
+        if freed:
+            logger.info("asgi_sentry_ctx: took over %d envelopes of a dead process", freed)
+
+    def _run(self) -> None:
+        self.store.checkpoint_in_this_thread()
+        self._take_over_dead_owners()
         while True:
             with self._cond:
                 if self._stopping:
@@ -209,13 +218,18 @@ class Forwarder:
 
     def _one_round(self, force_report: bool) -> float | None:
         """Send what is due; return when the next envelope is due (``None``: nothing pending)."""
-        if self.on_round is not None:
-            self.on_round(force_report)
+        if time.time() >= self._next_takeover:
+            self._take_over_dead_owners()  # a worker process killed while we run
         if time.time() >= self._backoff_until:
             claimed = self.store.claim(self.owner, limit=self.batch_size, lease=self.lease)
             if claimed:
+                with self._cond:
+                    self._force_report |= force_report  # kept for the round with nothing to send
                 self._send_all(claimed)
                 return time.time() if time.time() >= self._backoff_until else self._backoff_until
+        if self.on_round is not None:
+            # Between bursts, so that a client report never evicts an envelope waiting to go.
+            self.on_round(force_report)
         due = self.store.next_due(self.owner)
         if due is None:
             return None

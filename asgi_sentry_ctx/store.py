@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ClaimedEnvelope", "EventStore", "StoredEnvelope"]
+__all__ = ["ClaimedEnvelope", "EventStore", "StoredEnvelope", "live_owners"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (
@@ -94,6 +94,9 @@ LOCAL = "local"
 ALL_CATEGORIES = ""  # the rate_limits row of a limit on every category
 
 _HOST = socket.gethostname()
+
+live_owners: set[str] = set()
+"""Lease owners of this process whose forwarder runs: the others here are dead ones."""
 
 
 @dataclass(frozen=True)
@@ -257,10 +260,11 @@ class EventStore:
 
         ``forward`` stores it as ``pending`` (to send), else as ``local``. When
         the cap is exceeded, sent envelopes are evicted first, then the oldest
-        others (never one a forwarder is sending right now): each of those is
-        counted in ``lost`` under ``cache_overflow`` and returned, so the caller
-        can report it to Sentry in a client report. An envelope larger than
-        ``max_bytes`` on its own is not stored and is returned as lost itself.
+        others (even one being sent at that moment, whose answer is then
+        ignored). Each of those is counted in ``lost`` under ``cache_overflow``
+        and returned, so that the caller can report it to Sentry in a client
+        report. An envelope larger than ``max_bytes`` on its own is not stored
+        and is returned as lost itself.
         """
         category_list = _joined(categories)
         if len(body) > self.max_bytes:
@@ -282,9 +286,9 @@ class EventStore:
                     PENDING if forward else LOCAL,
                 ),
             )
-            return self._evict(db, keep=cursor.lastrowid or 0, now=now)
+            return self._evict(db, keep=cursor.lastrowid or 0)
 
-    def _evict(self, db: sqlite3.Connection, *, keep: int, now: float) -> list[tuple[str, ...]]:
+    def _evict(self, db: sqlite3.Connection, *, keep: int) -> list[tuple[str, ...]]:
         lost: list[tuple[str, ...]] = []
         while True:
             count, size = db.execute("SELECT count, bytes FROM totals WHERE id = 0").fetchone()
@@ -299,12 +303,11 @@ class EventStore:
                 db.executemany("DELETE FROM envelopes WHERE id = ?", sent)
                 continue
             victims = db.execute(
-                "SELECT id, categories FROM envelopes WHERE id != ?"
-                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?",
-                (keep, now, excess),
+                "SELECT id, categories FROM envelopes WHERE id != ? ORDER BY id LIMIT ?",
+                (keep, excess),
             ).fetchall()
             if not victims:
-                return lost  # everything else is in flight: over the cap only briefly
+                return lost
             db.executemany("DELETE FROM envelopes WHERE id = ?", [(row[0],) for row in victims])
             for _, categories in victims:
                 self._count_lost(db, "cache_overflow", _split(categories))
@@ -575,7 +578,7 @@ def _is_dead_local_owner(owner: str) -> bool:
         return False  # another machine's (or container's) process: its lease will end
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        return owner not in live_owners  # a forwarder of this process that was stopped
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

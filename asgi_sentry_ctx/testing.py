@@ -18,6 +18,7 @@ import json
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -60,7 +61,7 @@ def parse_envelope(body: bytes) -> Envelope:
 class SentryIngest:
     """A tiny Sentry ingest server on 127.0.0.1 that records what it receives.
 
-    ``status`` (default 200), ``headers`` and ``delay`` (seconds) set how it
+    ``status`` (default 200), ``headers``, ``body`` and ``delay`` (seconds) set how it
     answers, so tests can play an ingest that is failing, rate-limiting or slow
     (a long ``delay`` is a hanging ingest; ``stop()`` cuts it short).
     :meth:`down` and :meth:`up` play an ingest that is unreachable (connection
@@ -71,6 +72,7 @@ class SentryIngest:
         self.status = status
         self.headers = dict(headers or {})
         self.delay = 0.0
+        self.body = b"{}"
         self.envelopes: list[Envelope] = []
         self.requests = 0
         self._changed = threading.Condition()
@@ -162,6 +164,16 @@ class SentryIngest:
             raise TimeoutError(f"expected {count} events, received {len(events)}")
         return events
 
+    def wait_for(self, predicate: Callable[[SentryIngest], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds (checked at each request), else ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met after {self.requests} requests")
+                self._changed.wait(remaining)
+
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> int:
         """Wait until at least ``count`` POSTs arrived (answered with any status)."""
         deadline = time.monotonic() + timeout
@@ -210,9 +222,10 @@ def _handler_for(ingest: SentryIngest) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for name, value in ingest.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", "2")
+            answer = ingest.body
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test and demo output clean
