@@ -102,6 +102,7 @@ class Forwarder:
         self.on_round = on_round
         self.owner = EventStore.new_owner()
         store.background_checkpoints = True  # this thread checkpoints, request threads never
+        self._next_checkpoint = 0.0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -191,7 +192,6 @@ class Forwarder:
             logger.info("asgi_sentry_ctx: took over %d envelopes of a dead process", freed)
 
     def _run(self) -> None:
-        self.store.checkpoint_in_this_thread()
         self._take_over_dead_owners()
         while True:
             with self._cond:
@@ -203,6 +203,9 @@ class Forwarder:
                 force_report, self._force_report = self._force_report, False
             try:
                 due = self._one_round(force_report)
+                if time.time() >= self._next_checkpoint:
+                    self._next_checkpoint = time.time() + 1.0
+                    self.store.checkpoint()
             except Exception:
                 logger.exception("asgi_sentry_ctx: forwarding failed; retrying soon")
                 due = time.time() + self.poll_interval

@@ -170,6 +170,7 @@ class EventStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.background_checkpoints = False
+        self._write_lock = threading.Lock()
         # executescript commits by itself: the whole schema is one transaction.
         self._db().executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
 
@@ -203,31 +204,40 @@ class EventStore:
             with self._connections_lock:
                 self._connections.append(db)
         # A checkpoint (copying the WAL into the file, with an fsync) takes
-        # milliseconds: when a forwarder thread runs, it does them, and the
-        # threads that store envelopes for requests never do.
-        autocheckpoint = (
-            0 if self.background_checkpoints and not getattr(local, "checkpointer", False) else 1000
-        )
+        # milliseconds: when a forwarder runs, it checkpoints from its thread
+        # (see checkpoint) and the threads storing envelopes for requests never do.
+        autocheckpoint = 0 if self.background_checkpoints else 1000
         if local.autocheckpoint != autocheckpoint:
             db.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
             local.autocheckpoint = autocheckpoint
         return db
 
-    def checkpoint_in_this_thread(self) -> None:
-        """Make the calling (background) thread the one that checkpoints the WAL."""
-        self._local.checkpointer = True
-        self.background_checkpoints = True
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file without blocking writers (``PASSIVE``)."""
+        self._db().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     class _Transaction:
+        # Writers of this process queue on a Python lock, which wakes the next one
+        # at once; SQLite's own busy handler (for other processes) sleeps in steps
+        # of milliseconds, which would show in request latency.
         def __init__(self, store: EventStore) -> None:
-            self.db = store._db()
+            self.store = store
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.store._write_lock.acquire()
+            try:
+                self.db = self.store._db()
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._write_lock.release()
+                raise
             return self.db
 
         def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.store._write_lock.release()
 
     def _transaction(self) -> EventStore._Transaction:
         return EventStore._Transaction(self)
