@@ -204,7 +204,7 @@ class Forwarder:
             try:
                 due = self._one_round(force_report)
                 if time.time() >= self._next_checkpoint:
-                    self._next_checkpoint = time.time() + 1.0
+                    self._next_checkpoint = time.time() + 5.0  # each one fsyncs
                     self.store.checkpoint()
             except Exception:
                 logger.exception("asgi_sentry_ctx: forwarding failed; retrying soon")
