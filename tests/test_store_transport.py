@@ -136,13 +136,13 @@ def test_server_errors_are_retried_until_accepted(
 def test_429_holds_every_envelope_back_until_retry_after_then_sends_them(
     ingest: SentryIngest, store_init: StoreInit, store_path: Path
 ) -> None:
-    ingest.status, ingest.headers = 429, {"Retry-After": "1"}
+    ingest.status, ingest.headers = 429, {"Retry-After": "2"}
     store_init()
     sentry_sdk.capture_message("first")
     ingest.wait_for_requests(1)
     ingest.status, ingest.headers = 200, {}
     sentry_sdk.capture_message("second")
-    sentry_sdk.flush(0.2)  # returns: nothing may go before the limit ends
+    sentry_sdk.flush(1)  # returns once idle: nothing may go before the limit ends
     held = stats(store_path)
     assert ingest.requests == 1
     assert held["pending"] == 2
@@ -163,7 +163,7 @@ def test_rate_limit_header_holds_back_only_its_category(
         pass
     sentry_sdk.capture_message("second")
     ingest.wait_for_events(2)
-    sentry_sdk.flush(0.2)
+    sentry_sdk.flush(5)  # returns once idle: the transaction is due in 60 s only
     held = stats(store_path)
     assert held["pending"] == 1
     assert "transaction" in held["rate_limited_until"]
