@@ -7,9 +7,10 @@ from typing import Any
 
 import sentry_sdk
 
+from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.state import current_request
 
-__all__ = ["clear_user", "set_user", "user_from"]
+__all__ = ["clear_user", "current_user", "set_user", "user_from"]
 
 # Fields Sentry treats as personal data: sent only when the app allows PII.
 _PII_FIELDS = ("email", "username", "ip_address")
@@ -51,6 +52,29 @@ def clear_user() -> None:
     if state is not None:
         state.user = None
         state.user_cleared = True
+
+
+def current_user() -> dict[str, Any] | None:
+    """The user an event captured here would carry, or ``None``.
+
+    In a request: the user given to :func:`set_user`, else the one the
+    middleware's ``user_extractor`` resolves now (``None`` if it raises).
+    Outside a request (a background job): the user set on the Sentry scope.
+    """
+    state = current_request()
+    if state is not None:
+        if state.user_cleared:
+            return None
+        if state.user is not None:
+            return state.user
+        if state.user_extractor is not None:
+            try:
+                return user_from(state.user_extractor(state.asgi_scope))
+            except Exception:
+                logger.exception("asgi_sentry_ctx: user_extractor raised; no user")
+                return None
+    user = sentry_sdk.get_isolation_scope()._user  # the SDK has no public reader
+    return dict(user) if user else None
 
 
 def user_from(obj: Any) -> dict[str, Any] | None:

@@ -235,7 +235,7 @@ class TestTransactions:
             headers=CREDENTIAL_HEADERS,
             query_string=f"token={SECRET}".encode(),
         )
-        [transaction] = ingest.wait_for("transaction", 1)
+        [transaction] = ingest.wait_for_items("transaction", 1)
         assert SECRET not in as_json(transaction)
         assert transaction["extra"]["db_password"] == FILTERED
         assert transaction["request"]["query_string"] == f"token={FILTERED}"
@@ -249,7 +249,7 @@ class TestTransactions:
         production(traces_sample_rate=1.0, before_send_transaction=broken)
         with sentry_sdk.isolation_scope(), sentry_sdk.start_transaction(name="job"):
             sentry_sdk.set_extra("api_token", SECRET)
-        [transaction] = ingest.wait_for("transaction", 1)
+        [transaction] = ingest.wait_for_items("transaction", 1)
         assert transaction["transaction"] == "job"
         assert transaction["extra"]["api_token"] == FILTERED
 
