@@ -1,20 +1,21 @@
 """The demo: a podcast-upload backend whose failing upload reaches Sentry with full context.
 
-``make demo`` runs it. No Sentry account is needed: by default events go to an
-embedded loopback ingest that receives them exactly as Sentry would (the real
-SDK and its real HTTP transport) and they are printed here. With
-``SENTRY_DSN`` set, they go to your Sentry project instead.
+``make demo`` runs it. No Sentry account is needed: events go to the embedded
+default, the local event store (the envelopes exactly as the SDK would send
+them), and are read back with the ``python -m asgi_sentry_ctx events`` CLI.
+With ``SENTRY_DSN`` set they are forwarded to your Sentry project as well.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -29,12 +30,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_sentry_ctx import (
-    SentryContextMiddleware,
+    EventStore,
     add_breadcrumb,
+    cli,
     init_sentry,
     set_business_context,
 )
-from asgi_sentry_ctx.testing import SentryIngest
+from asgi_sentry_ctx.adapters.starlette import install
 
 TOKENS = {"token-123": ("user-123", "ana@example.com")}
 
@@ -86,18 +88,21 @@ app = Starlette(
     ],
     middleware=[Middleware(AuthenticationMiddleware, backend=BearerTokens())],
 )
-# Outermost: the request ID reaches even the 500 that Starlette's error handling produces.
-wrapped = SentryContextMiddleware(app, user_extractor=lambda scope: scope.get("user"))
+# Outermost, even outside Starlette's error handling, so its 500s carry the
+# request ID; the user comes from scope["user"], resolved only if an event is built.
+install(app)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    with SentryIngest() as ingest:
-        dsn = os.environ.get("SENTRY_DSN") or ingest.dsn
-        if not init_sentry(dsn, environment="demo", traces_sample_rate=0.0, send_default_pii=True):
+    with tempfile.TemporaryDirectory() as workdir:
+        # The embedded default: the local event store. With SENTRY_DSN set the
+        # events are also forwarded to your Sentry project.
+        store = os.environ.get("ASGI_SENTRY_CTX_STORE") or os.path.join(workdir, "events.db")
+        if not init_sentry(store=store, environment="demo", traces_sample_rate=0.0):
             return 1
-        with _serve(wrapped) as base_url, httpx.Client(base_url=base_url) as client:
+        with _serve(app) as base_url, httpx.Client(base_url=base_url) as client:
             auth = {"Authorization": "Bearer token-123"}
             steps = [
                 client.get("/api/episodes/42", headers=auth),
@@ -107,38 +112,25 @@ def main() -> int:
                     headers={**auth, "X-Request-ID": "req-abc-def"},
                 ),
             ]
+        sentry_sdk.flush(5)
         for response in steps:
             request = response.request
             print(
                 f"{request.method} {request.url.path} -> {response.status_code} "
                 f"(X-Request-ID: {response.headers.get('x-request-id')})"
             )
-        sentry_sdk.flush(5)
-        if dsn != ingest.dsn:
-            print(f"Events were sent to {dsn.split('@')[-1]}.")
-            return 0
-        events = ingest.wait_for_events(1)
+        print(f"\n$ python -m asgi_sentry_ctx events list --store {store}")
+        cli.main(["events", "list", "--store", store])
+        with closing(EventStore.open_existing(store)) as events:
+            event_ids = [stored.event_id for stored in events.envelopes(limit=1)]
+        if not event_ids or event_ids[0] is None:
+            print("no event was captured")
+            return 1
+        event_id = event_ids[0]
+        print(f"\n$ python -m asgi_sentry_ctx events show {event_id[:8]} --store {store}")
+        status = cli.main(["events", "show", event_id, "--store", store])
         sentry_sdk.get_client().close()
-        print(f"\nSentry received {len(events)} event(s):\n")
-        for event in events:
-            print(_describe(event))
-    return 0
-
-
-def _describe(event: dict[str, Any]) -> str:
-    exception = (event.get("exception") or {}).get("values") or [{}]
-    summary = {
-        "exception": f"{exception[-1].get('type')}: {exception[-1].get('value')}",
-        "tags": {k: v for k, v in event.get("tags", {}).items()},
-        "user": event.get("user"),
-        "contexts.business": event.get("contexts", {}).get("business"),
-        "request": {k: event.get("request", {}).get(k) for k in ("method", "url", "headers")},
-        "breadcrumbs": [
-            f"[{c.get('category')}] {c.get('message')}"
-            for c in event.get("breadcrumbs", {}).get("values", [])
-        ],
-    }
-    return json.dumps(summary, indent=2)
+    return status
 
 
 class _serve:
