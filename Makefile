@@ -1,10 +1,10 @@
-# Both targets bootstrap .venv from nothing (Python 3.11+ as python3).
+# Every target bootstraps .venv from nothing (Python 3.11+ as python3).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint docs
+.PHONY: demo test lint docs bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -29,3 +29,8 @@ docs: $(STAMP)
 
 test: lint docs
 	$(PY) -m pytest
+
+# Overhead per request side by side with sentry-sdk and peers (about 10 minutes);
+# installs wrk with apt-get when missing. BENCH_ARGS="--json" etc.: see --help.
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -13,14 +13,13 @@ import contextvars
 import functools
 from collections.abc import Callable
 from contextvars import Token
-from functools import partial
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import sentry_sdk.scope
 from sentry_sdk.integrations.asgi import _asgi_middleware_applied
 from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
 from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
 
-from asgi_sentry_ctx.enrich import enrich_event
 from asgi_sentry_ctx.state import RequestState
 
 if TYPE_CHECKING:
@@ -31,7 +30,10 @@ __all__ = ["ScopeTokens", "bind_context", "enter_request_scope", "exit_request_s
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ScopeTokens = tuple[Token[Any], Token[Any] | None] | None
+# The isolation scope's token; with tracing, the current scope's too; ``None``
+# when the SDK's middleware made the scope. (No tuple in the common case: every
+# object a request holds counts towards the garbage collector's next pass.)
+ScopeTokens = Token[Any] | tuple[Token[Any], Token[Any]] | None
 
 
 def enter_request_scope(state: RequestState) -> ScopeTokens:
@@ -39,6 +41,8 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
 
     Returns what :func:`exit_request_scope` needs to restore the previous scopes.
     """
+    # The state is the request's event processor (``RequestState.__call__``).
+    processor: EventProcessor = state  # type: ignore[assignment]
     if _asgi_middleware_applied.get(False):
         # Inside the SDK's middleware, which forked both scopes for this request
         # already. The processor goes on the current scope: its processors run
@@ -47,30 +51,57 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
         # their partial ones (Quart's sets a user id from quart-auth's private
         # state, for one).
         current = _current_scope.get() or Scope.get_current_scope()
-        current.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
+        current._event_processors.append(processor)
         return None
     isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     # ``__copy__`` is what ``Scope.fork()`` runs, minus two layers of calls.
     isolation = isolation.__copy__()
-    isolation.add_event_processor(cast("EventProcessor", partial(enrich_event, state)))
+    # The scope is this request's alone: the SDK's ``add_event_processor`` guard
+    # against unbounded growth of a long-lived scope's list buys nothing here.
+    isolation._event_processors.append(processor)
     # A trace of its own per request; its id is made lazily, if ever needed.
     isolation._propagation_context = PropagationContext()
-    isolation_token = _isolation_scope.set(isolation)
-    if not has_tracing_enabled(isolation.get_client().options):
+    isolation_token: Token[Any] = _isolation_scope.set(isolation)
+    if not _tracing_enabled(isolation):
         # Without tracing nothing the SDK writes to the current scope (spans)
         # reaches an event, so the second fork would buy nothing.
-        return isolation_token, None
+        return isolation_token
     current = _current_scope.get() or Scope.get_current_scope()
     return isolation_token, _current_scope.set(current.__copy__())
 
 
+# ``has_tracing_enabled(Scope.get_client().options)`` costs about 0.5 µs and
+# five calls, a tenth of a request's budget, yet its answer changes only when
+# another client comes into force (``sentry_sdk.init``, ``Scope.set_client``):
+# it is remembered for the clients ``get_client`` chooses from.
+_tracing_memo: tuple[object, object, object, bool] = (None, None, None, False)
+
+
+def _tracing_enabled(isolation: Scope) -> bool:
+    global _tracing_memo
+    current = _current_scope.get()
+    global_scope = sentry_sdk.scope._global_scope
+    current_client = None if current is None else current.client
+    isolation_client = isolation.client
+    global_client = None if global_scope is None else global_scope.client
+    memo = _tracing_memo
+    if current_client is memo[0] and isolation_client is memo[1] and global_client is memo[2]:
+        return memo[3]
+    enabled = has_tracing_enabled(Scope.get_client().options)
+    _tracing_memo = (current_client, isolation_client, global_client, enabled)
+    return enabled
+
+
 def exit_request_scope(tokens: ScopeTokens) -> None:
     """Restore the scopes that were in force before :func:`enter_request_scope`."""
-    if tokens is not None:
+    if tokens is None:
+        return
+    if isinstance(tokens, tuple):
         isolation_token, current_token = tokens
-        if current_token is not None:
-            _current_scope.reset(current_token)
-        _isolation_scope.reset(isolation_token)
+        _current_scope.reset(current_token)
+    else:
+        isolation_token = tokens
+    _isolation_scope.reset(isolation_token)
 
 
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from os import urandom
+from functools import partial
 from time import time
 from typing import Any
 
@@ -13,6 +13,8 @@ from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.request_id import (
     IdGenerator,
     IdValidator,
+    _ready_ids,
+    _refill_ids,
     generate_request_id,
     is_valid_request_id,
 )
@@ -90,7 +92,13 @@ class SentryContextMiddleware:
                 time(),
             )
             if self.response_header or state.breadcrumbs:
-                send = self._send_wrapper(send, state)
+                send = partial(
+                    _send_with_request_id,
+                    send,
+                    state,
+                    self.header,
+                    state.request_id.encode("latin-1") if self.response_header else None,
+                )
             scope_tokens = enter_request_scope(state)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not set up request context; passing through")
@@ -117,9 +125,7 @@ class SentryContextMiddleware:
                     repeated = True  # ambiguous, so untrusted
                     break
                 found = value
-        if found is None:
-            return self._new_id(), False
-        if self.trust_incoming and not repeated:
+        if found is not None and self.trust_incoming and not repeated:
             try:
                 candidate = found.decode("ascii")
             except UnicodeDecodeError:
@@ -129,7 +135,14 @@ class SentryContextMiddleware:
                     return candidate, False
             except Exception:
                 logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
-        return self._new_id(), True
+        rejected = found is not None
+        if self.generate_id is generate_request_id:
+            # generate_request_id, inlined: this is the hot path.
+            try:
+                return _ready_ids.pop(), rejected
+            except IndexError:
+                return _refill_ids(), rejected
+        return self._custom_id(), rejected
 
     def request_id_for(self, scope: Scope) -> str:
         """The request ID this middleware gives a request with ``scope``.
@@ -140,9 +153,7 @@ class SentryContextMiddleware:
         """
         return self._request_id(scope)[0]
 
-    def _new_id(self) -> str:
-        if self.generate_id is generate_request_id:
-            return urandom(16).hex()  # generate_request_id, inlined: this is the hot path
+    def _custom_id(self) -> str:
         request_id = self.generate_id()
         if not is_valid_request_id(request_id):
             # It goes into a response header and a tag: never trust it blindly.
@@ -150,28 +161,32 @@ class SentryContextMiddleware:
             return generate_request_id()
         return request_id
 
-    def _send_wrapper(self, send: Send, state: RequestState) -> Send:
-        header = self.header
-        value = state.request_id.encode("latin-1") if self.response_header else None
 
-        async def send_with_request_id(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start" or kind == "websocket.accept":
-                state.status = message.get("status", 101)
-                state.ended_at = time()
-                if value is not None:
-                    headers = message.get("headers") or []
-                    for name, _ in headers:
-                        if name.lower() == header:
-                            break
-                    else:
-                        message = {**message, "headers": [*headers, (header, value)]}
-            elif kind == "websocket.close":
-                state.status = message.get("code", 1000)
-                state.ended_at = time()
-            await send(message)
+def _send_with_request_id(
+    send: Send, state: RequestState, header: bytes, value: bytes | None, message: Message
+) -> Awaitable[None]:
+    """``send``, recording the response status and echoing the request ID (bound per request).
 
-        return send_with_request_id
+    A plain function returning ``send``'s awaitable, not a coroutine of its
+    own: two sends per request would otherwise pay for two extra coroutines.
+    """
+    kind = message["type"]
+    if kind == "http.response.start" or kind == "websocket.accept":
+        state.status = message.get("status", 101)
+        state.ended_at = time()
+        if value is not None:
+            headers = message.get("headers") or ()
+            for name, _ in headers:
+                # The length test first spares a ``lower()`` for nearly every header.
+                if len(name) == len(header) and name.lower() == header:
+                    break
+            else:
+                # A copy: the app may send the same message object every time.
+                message = {**message, "headers": [*headers, (header, value)]}
+    elif kind == "websocket.close":
+        state.status = message.get("code", 1000)
+        state.ended_at = time()
+    return send(message)
 
 
 def _also_safe(validator: IdValidator) -> IdValidator:

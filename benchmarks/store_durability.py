@@ -33,7 +33,7 @@ from asgi_sentry_ctx.store import EventStore
 from asgi_sentry_ctx.testing import SentryIngest
 from asgi_sentry_ctx.transport import StoreTransport, store_transport
 
-FAST_RETRY = {"retry_base": 0.2, "retry_max": 2.0, "poll_interval": 0.2}
+FAST_RETRY: dict[str, Any] = {"retry_base": 0.2, "retry_max": 2.0, "poll_interval": 0.2}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        report = {
+        report: dict[str, Any] = {
             "write_cost": write_cost(workdir),
             "delivery": delivery(workdir, args.events),
             "latency": latency(workdir, args.requests),

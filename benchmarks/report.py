@@ -1,0 +1,160 @@
+"""Render a run's results as plain-text tables a person can read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-align the first column, right-align the others."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    """``0.065`` -> ``1/15.4``: how many times smaller than SentryAsgiMiddleware's overhead."""
+    if value is None:
+        return "-"
+    if value <= 0:
+        return "~0"
+    return f"1/{1 / value:.1f}" if value < 1 else f"{value:.2f}x"
+
+
+def in_process_table(kind: str, rows: dict[str, Any], in_flight: int) -> str:
+    headers = [
+        f"{kind} app",
+        "µs/req",
+        "+µs",
+        "vs Sentry",
+        f"µs/req@{in_flight}",
+        f"+µs@{in_flight}",
+        "calls",
+        "+calls",
+        "+blocks",
+        "+KiB",
+    ]
+    body = []
+    for name, row in rows.items():
+        seq, conc = row["sequential"], row["in_flight"]
+        bare = name == "bare"
+        body.append(
+            [
+                row["label"],
+                _us(seq["us"]),
+                "" if bare else _us(seq["overhead_us"]),
+                "" if bare else _ratio(seq["vs_sentry"]),
+                _us(conc["us"]),
+                "" if bare else _us(conc["overhead_us"]),
+                f"{row['calls']:.0f}",
+                "" if bare else _signed(row["extra_calls"]),
+                "" if bare else _signed(row["extra_memory_blocks"]),
+                "" if bare else _signed(row["extra_memory_bytes"] / 1024, 2),
+            ]
+        )
+    return table(headers, body)
+
+
+def scaling_table(points: dict[str, Any]) -> str:
+    # "bare" is the bare app with Sentry initialised: the app's own SDK calls
+    # (breadcrumbs) cost the same with and without a middleware.
+    headers = ["dimension", "value", "bare µs/req", "ours µs/req", "ours +µs", "SentryAsgi +µs"]
+    body = []
+    for dimension, series in points.items():
+        for point in series:
+            body.append(
+                [
+                    dimension,
+                    str(point["value"]),
+                    _us(point["bare_us"]),
+                    _us(point["ours_us"]),
+                    _us(point["overhead_us"]),
+                    _us(point["sentry_asgi_overhead_us"]),
+                ]
+            )
+    return table(headers, body)
+
+
+def server_table(kind: str, rows: dict[str, Any]) -> str:
+    headers = [f"{kind} app", "req/s", "drop", "p50 ms", "p99 ms", "p99/bare"]
+    body = []
+    for name, row in rows.items():
+        bare = name == "bare"
+        body.append(
+            [
+                row["label"],
+                f"{row['requests_per_s']:,.0f}",
+                "" if bare else f"{-row['drop_pct']:+.1f}%",
+                f"{row['p50_ms']:.2f}",
+                f"{row['p99_ms']:.2f}",
+                "" if bare else f"{row['p99_vs_bare']:.2f}x",
+            ]
+        )
+    return table(headers, body)
+
+
+def render(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    settings = meta["settings"]
+    versions = meta["versions"]
+    parts = [
+        f"asgi-sentry-ctx {versions['asgi-sentry-ctx']} benchmark: Python {meta['python']}, "
+        f"sentry-sdk {versions['sentry-sdk']}, {meta['cpu']} ({meta['cores']} cores)",
+        "",
+        f"IN-PROCESS (fake ASGI server; µs/req = CPU time per request, median of "
+        f"{settings['rounds']} interleaved rounds of {settings['requests_per_round']} requests;",
+        "+µs = overhead vs bare in the same round; vs Sentry = overhead / SentryAsgiMiddleware's "
+        "(traces off);",
+        f"calls = Python function calls per request; +blocks/+KiB = memory a request holds while "
+        f"{settings['in_flight']} are in flight, vs bare)",
+    ]
+    in_flight = settings["in_flight"]
+    for kind, rows in result["in_process"].items():
+        parts += ["", in_process_table(kind, rows, in_flight)]
+    if result.get("scaling"):
+        parts += [
+            "",
+            "SCALING (raw app, Sentry on with traces off in both columns; the app sets that many "
+            "business fields / adds that many breadcrumbs per request; sequential unless "
+            "in_flight; nothing captured)",
+            "",
+            scaling_table(result["scaling"]),
+        ]
+    server = result.get("server") or {}
+    parts.append("")
+    if server.get("skipped"):
+        parts.append(f"REAL SERVER: skipped: {server['skipped']}")
+    else:
+        parts.append(
+            f"REAL SERVER (uvicorn httptools+uvloop, 1 worker on core {server['server_core']}; "
+            f"{server['wrk_version']} on core {server['wrk_core']}, "
+            f"{settings['wrk_connections']} connections, {settings['server_duration_s']:.0f} s "
+            f"runs; medians of {settings['server_rounds']} interleaved rounds)"
+        )
+        for kind in settings["apps"]:
+            if kind in server:
+                parts += ["", server_table(kind, server[kind])]
+    if result.get("targets"):
+        parts += ["", "TARGETS"]
+        for check in result["targets"]:
+            mark = "met" if check["met"] else "MISSED"
+            parts.append(
+                f"  [{mark}] {check['target']}: {check['value']:.3g} (limit {check['limit']:.3g})"
+            )
+    parts += ["", f"({meta.get('duration_s', '?')} s)"]
+    return "\n".join(parts)
