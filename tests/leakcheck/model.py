@@ -3,11 +3,12 @@
 It knows nothing of the library. It follows the semantics a user is promised:
 business fields live in a context variable (a task or thread sees a snapshot
 of its spawner's fields, and its own changes stay its own; ``with`` restores);
-the user is per request (only the handler changes it, so an event's user is
-exact wherever the handler is waiting for the code that captures it, and one
-of the handler's later users in a task left running); a breadcrumb that
-happened before a capture (earlier in the same task, or in a task or thread
-that was awaited, or before the task was spawned) is on its event, in order.
+the user is per request (only the handler, and threads it waits for, change
+it, so an event's user is exact wherever the handler waits for the code that
+captures it, and one of the handler's later users in a task left running); a
+breadcrumb that happened before a capture (earlier in the same task, or in a
+task or thread that was awaited, or before the task was spawned) is on its
+event, in order.
 """
 
 from __future__ import annotations
@@ -191,6 +192,9 @@ class _Walker:
                 )
                 self._walk(step.body, thread)
                 frame.before |= thread.before
+                if frame.user_exact:
+                    # Awaited, so whatever user it set is the handler's from now on.
+                    frame.user_at = len(self.users) - 1
             elif isinstance(step, Spawn):
                 detached = step.mode == "detach"
                 # A task left running may outlive the response.

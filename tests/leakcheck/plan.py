@@ -24,9 +24,11 @@ Fields = tuple[tuple[str, str | None], ...]
 
 SpawnMode = Literal["await", "gather", "detach"]
 ThreadVia = Literal["to_thread", "threadpool", "bound_executor"]
-Frame = Literal["main", "child", "after", "thread"]
+Frame = Literal["main", "child", "after", "thread", "main_thread"]
 """Where steps run: the handler; a spawned task; the streaming body or the
-background task (after the handler returned); a worker thread."""
+background task (after the handler returned); a worker thread; a worker
+thread the handler waits for (like a sync FastAPI dependency: it may set
+the user)."""
 
 
 @dataclass(frozen=True)
@@ -292,10 +294,11 @@ _fields: st.SearchStrategy[Fields] = st.lists(
 def programs(frame: Frame, depth: int = 2, max_size: int = 6) -> st.SearchStrategy[Program]:
     """Programs for ``frame``: the kinds of step allowed there, nested ``depth`` deep.
 
-    User changes happen in the handler only, and the code that runs after it
-    (streaming body, background task) changes business fields inside
-    ``with business_context`` blocks only: then what an event must carry is
-    fixed by the program, whatever the timing of concurrent tasks and threads.
+    User changes happen in the handler only (and threads it waits for), and
+    the code that runs after it (streaming body, background task) changes
+    business fields inside ``with business_context`` blocks only: then what an
+    event must carry is fixed by the program, whatever the timing of
+    concurrent tasks and threads.
     """
     return st.lists(_step(frame, depth), max_size=max_size).map(tuple)
 
@@ -307,24 +310,25 @@ def _step(frame: Frame, depth: int) -> st.SearchStrategy[Step]:
         st.builds(LogError),
         st.builds(Probe),
     ]
-    if frame in ("main", "child", "thread"):
+    if frame != "after":
         steps.append(st.builds(SetBusiness, _fields))
-    if frame != "thread":
+    if frame not in ("thread", "main_thread"):
         steps += [
             st.builds(Yield, st.integers(0, 4)),
             st.builds(Yield, st.integers(0, 4)),
             st.just(Nap()),
             st.builds(RawExecutor),
         ]
-    if frame == "main":
+    if frame in ("main", "main_thread"):
         steps += [st.builds(SetUser), st.just(ClearUser())]
     if depth > 0:
         # Inside a ``with business_context`` block anything may change business
         # fields: the block restores them when it ends.
         body: Frame = "child" if frame == "after" else frame
         steps.append(st.builds(WithBusiness, _fields, programs(body, depth - 1, max_size=4)))
-        if frame != "thread":
-            steps.append(st.builds(InThread, _vias, programs("thread", depth - 1, max_size=4)))
+        if frame not in ("thread", "main_thread"):
+            thread: Frame = "main_thread" if frame == "main" else "thread"
+            steps.append(st.builds(InThread, _vias, programs(thread, depth - 1, max_size=4)))
             child = programs("child", depth - 1, max_size=4)
             steps += [
                 st.builds(Spawn, st.just("await"), st.tuples(child)),

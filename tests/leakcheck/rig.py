@@ -31,14 +31,14 @@ CLEAN_PLAN = RequestPlan(IncomingId("absent"), False, 0, (Capture(1),))
 
 
 @contextmanager
-def sentry_to(ingest: SentryIngest) -> Iterator[None]:
+def sentry_to(ingest: SentryIngest, *, max_breadcrumbs: int = 1000) -> Iterator[None]:
     """The real SDK and transport, sending to ``ingest``; errors logged become events."""
     sentry_sdk.init(
         dsn=ingest.dsn,
         auto_enabling_integrations=False,
         integrations=[LoggingIntegration(level=None, event_level=logging.ERROR)],
         transport_queue_size=100_000,  # a burst of events is never dropped
-        max_breadcrumbs=1000,
+        max_breadcrumbs=max_breadcrumbs,
     )
     try:
         yield
