@@ -52,6 +52,7 @@ def restore_logging() -> Iterator[None]:
             logger.setLevel(levels.get(name, logging.NOTSET))
             logger.disabled = False
 
+
 _CI_EXAMPLES = 100
 settings.register_profile(
     "ci",
@@ -133,7 +134,6 @@ def reset_sdk() -> None:
     sentry_sdk.flush(5)
     sentry_sdk.get_client().close()
     sentry_sdk.get_global_scope().set_client(None)
-
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

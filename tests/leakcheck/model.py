@@ -1,11 +1,13 @@
 """The oracle: what each event and probe of a request must carry, computed from its plan.
 
 It knows nothing of the library. It follows the semantics a user is promised:
-business fields live in a context variable (a task or thread sees a snapshot
-of its spawner's fields, and its own changes stay its own; ``with`` restores);
-the user is per request (only the handler, and threads it waits for, change
-it, so an event's user is exact wherever the handler waits for the code that
-captures it, and one of the handler's later users in a task left running); a
+the user and the fields of ``set_business_context`` belong to the request
+(only the handler, and threads it waits for, change them, so what an event
+carries is exact wherever the handler waits for the code that captures it, and
+one of the handler's later versions in a task left running); the fields of a
+``with business_context`` block live in a context variable (a task or thread
+sees a snapshot of its spawner's blocks; the block's fields win over the
+request's inside it, and are gone when it ends); a
 breadcrumb that happened before a capture (earlier in the same task, or in a
 task or thread that was awaited, or before the task was spawned) is on its
 event, in order.
@@ -54,7 +56,8 @@ class TargetTraits:
 class ExpectedEvent:
     kind: EventKind
     text: str
-    business: dict[str, str]
+    businesses: tuple[dict[str, str], ...]
+    """The business fields the event may carry, each with the user at the same index."""
     users: tuple[str | None, ...]
     """The users the event may carry (exactly one where the timing cannot matter)."""
     must_crumbs: frozenset[int]
@@ -69,8 +72,8 @@ class RequestModel:
     names: Names
     plan: RequestPlan
     events: dict[str, ExpectedEvent] = field(default_factory=dict)
-    probes: dict[int, dict[str, str] | None] = field(default_factory=dict)
-    """Probe id -> business fields it must see (``None``: it must see no request at all)."""
+    probes: dict[int, tuple[dict[str, str], ...] | None] = field(default_factory=dict)
+    """Probe id -> the business fields it may see (``None``: it must see no request at all)."""
     crumb_frame: dict[int, int] = field(default_factory=dict)
     """Crumb id -> the task or thread that records it."""
 
@@ -79,6 +82,7 @@ class RequestModel:
 class _Frame:
     id: int
     business: dict[str, str]
+    """The fields of the ``with business_context`` blocks in force (the context variable)."""
     before: set[int]
     response_sent: bool | None
     user_at: int
@@ -95,9 +99,13 @@ class _Walker:
         self.result = RequestModel(names, plan)
         self.names = names
         self.traits = traits
-        self.users: list[str | None] = [names.auth_user if plan.authenticated else None]
+        # The request's (user, business fields), one version per change.
+        self.versions: list[tuple[str | None, dict[str, str]]] = [
+            (names.auth_user if plan.authenticated else None, {})
+        ]
         self.frames = 0
         self.pending: list[tuple[str, EventKind, _Frame]] = []
+        self.pending_probes: list[tuple[int, _Frame]] = []
 
     def run(self) -> RequestModel:
         plan = self.result.plan
@@ -120,20 +128,26 @@ class _Walker:
             self._walk(plan.background, background)
         # The status in the exit crumb: the request's, whenever the event is built.
         status = 500 if plan.raises else 200
+        for n, frame in self.pending_probes:
+            self.result.probes[n] = tuple(business for _, business in self._versions_of(frame))
         for text, kind, frame in self.pending:
-            users = (
-                self.users[frame.user_at :] if not frame.user_exact else [self.users[frame.user_at]]
-            )
+            versions = self._versions_of(frame)
             self.result.events[text] = ExpectedEvent(
                 kind,
                 text,
-                frame.business,
-                tuple(users),
+                tuple(business for _, business in versions),
+                tuple(user for user, _ in versions),
                 frozenset(frame.before),
                 frame.response_sent,
                 status,
             )
         return self.result
+
+    def _versions_of(self, frame: _Frame) -> list[tuple[str | None, dict[str, str]]]:
+        """The (user, business fields) ``frame`` may see: the request's, under its blocks'."""
+        at = frame.user_at
+        versions = self.versions[at:] if not frame.user_exact else [self.versions[at]]
+        return [(user, {**fields, **frame.business}) for user, fields in versions]
 
     def _frame(
         self,
@@ -145,7 +159,7 @@ class _Walker:
         exact: bool,
     ) -> _Frame:
         self.frames += 1
-        user_at = len(self.users) - 1
+        user_at = len(self.versions) - 1
         if parent is not None and not parent.user_exact:
             user_at, exact = parent.user_at, False
         return _Frame(self.frames, dict(business), set(before), response_sent, user_at, exact)
@@ -157,18 +171,20 @@ class _Walker:
                 frame.before.add(step.n)
                 self.result.crumb_frame[step.n] = frame.id
             elif isinstance(step, SetBusiness):
-                frame.business = _merged(frame.business, names.fields(step.fields))
+                user, fields = self.versions[-1]
+                self.versions.append((user, _merged(fields, names.fields(step.fields))))
+                frame.user_at = len(self.versions) - 1
             elif isinstance(step, WithBusiness):
                 saved = frame.business
                 frame.business = _merged(saved, names.fields(step.fields))
                 self._walk(step.body, frame)
                 frame.business = saved
             elif isinstance(step, SetUser):
-                self.users.append(names.user(step.n))
-                frame.user_at = len(self.users) - 1
+                self.versions.append((names.user(step.n), self.versions[-1][1]))
+                frame.user_at = len(self.versions) - 1
             elif isinstance(step, ClearUser):
-                self.users.append(None)
-                frame.user_at = len(self.users) - 1
+                self.versions.append((None, self.versions[-1][1]))
+                frame.user_at = len(self.versions) - 1
             elif isinstance(step, Capture):
                 self._capture(names.message(step.n), "message", frame, frame.response_sent)
             elif isinstance(step, LogError):
@@ -179,7 +195,7 @@ class _Walker:
                 sent = self.traits.response_before_report
                 self._capture(names.exception(step.n), "exception", frame, sent)
             elif isinstance(step, Probe):
-                self.result.probes[step.n] = dict(frame.business)
+                self.pending_probes.append((step.n, self._snapshot(frame)))
             elif isinstance(step, RawExecutor):
                 self.result.probes[step.n] = None
             elif isinstance(step, InThread):
@@ -194,7 +210,7 @@ class _Walker:
                 frame.before |= thread.before
                 if frame.user_exact:
                     # Awaited, so whatever user it set is the handler's from now on.
-                    frame.user_at = len(self.users) - 1
+                    frame.user_at = len(self.versions) - 1
             elif isinstance(step, Spawn):
                 detached = step.mode == "detach"
                 # A task left running may outlive the response.
@@ -222,7 +238,11 @@ class _Walker:
         frame: _Frame,
         response_sent: bool | None,
     ) -> None:
-        snapshot = _Frame(
+        self.pending.append((text, kind, self._snapshot(frame, response_sent)))
+
+    @staticmethod
+    def _snapshot(frame: _Frame, response_sent: bool | None = None) -> _Frame:
+        return _Frame(
             frame.id,
             dict(frame.business),
             set(frame.before),
@@ -230,7 +250,6 @@ class _Walker:
             frame.user_at,
             frame.user_exact,
         )
-        self.pending.append((text, kind, snapshot))
 
 
 def _merged(current: dict[str, str], fields: dict[str, str | None]) -> dict[str, str]:

@@ -294,11 +294,14 @@ _fields: st.SearchStrategy[Fields] = st.lists(
 def programs(frame: Frame, depth: int = 2, max_size: int = 6) -> st.SearchStrategy[Program]:
     """Programs for ``frame``: the kinds of step allowed there, nested ``depth`` deep.
 
-    User changes happen in the handler only (and threads it waits for), and
-    the code that runs after it (streaming body, background task) changes
-    business fields inside ``with business_context`` blocks only: then what an
-    event must carry is fixed by the program, whatever the timing of
-    concurrent tasks and threads.
+    The request's user and ``set_business_context`` fields change in the
+    handler only (and threads it waits for); other tasks and the code that
+    runs after the handler (streaming body, background task) change business
+    fields inside ``with business_context`` blocks only: then what an event
+    must carry is fixed by the program, whatever the timing of concurrent
+    tasks and threads. (That a child task's or a thread's
+    ``set_business_context`` reaches the request is pinned by
+    tests/test_business.py.)
     """
     return st.lists(_step(frame, depth), max_size=max_size).map(tuple)
 
@@ -310,8 +313,6 @@ def _step(frame: Frame, depth: int) -> st.SearchStrategy[Step]:
         st.builds(LogError),
         st.builds(Probe),
     ]
-    if frame != "after":
-        steps.append(st.builds(SetBusiness, _fields))
     if frame not in ("thread", "main_thread"):
         steps += [
             st.builds(Yield, st.integers(0, 4)),
@@ -320,10 +321,9 @@ def _step(frame: Frame, depth: int) -> st.SearchStrategy[Step]:
             st.builds(RawExecutor),
         ]
     if frame in ("main", "main_thread"):
-        steps += [st.builds(SetUser), st.just(ClearUser())]
+        steps += [st.builds(SetBusiness, _fields), st.builds(SetUser), st.just(ClearUser())]
     if depth > 0:
-        # Inside a ``with business_context`` block anything may change business
-        # fields: the block restores them when it ends.
+        # A block's fields end with the block, whoever opens it.
         body: Frame = "child" if frame == "after" else frame
         steps.append(st.builds(WithBusiness, _fields, programs(body, depth - 1, max_size=4)))
         if frame not in ("thread", "main_thread"):
