@@ -4,6 +4,7 @@ context and breadcrumbs, with no leak between concurrent requests."""
 from asgi_sentry_ctx.breadcrumbs import add_breadcrumb
 from asgi_sentry_ctx.business import business_context, set_business_context
 from asgi_sentry_ctx.capture import capture_message
+from asgi_sentry_ctx.failures import Failure, register_sink, report_failure, unregister_sink
 from asgi_sentry_ctx.isolation import bind_context
 from asgi_sentry_ctx.logs import RequestContextFilter, add_request_context
 from asgi_sentry_ctx.middleware import SentryContextMiddleware
@@ -11,24 +12,34 @@ from asgi_sentry_ctx.noise import NoiseFilter, ignore_exception_types
 from asgi_sentry_ctx.request_id import get_request_id, is_valid_request_id
 from asgi_sentry_ctx.scrubbing import scrub_event
 from asgi_sentry_ctx.setup import init_sentry
-from asgi_sentry_ctx.users import clear_user, set_user, user_from
+from asgi_sentry_ctx.store import EventStore
+from asgi_sentry_ctx.transport import StoreTransport, store_transport
+from asgi_sentry_ctx.users import clear_user, current_user, set_user, user_from
 
 __all__ = [
+    "EventStore",
+    "Failure",
     "NoiseFilter",
     "RequestContextFilter",
     "SentryContextMiddleware",
+    "StoreTransport",
     "add_breadcrumb",
     "add_request_context",
     "bind_context",
     "business_context",
     "capture_message",
     "clear_user",
+    "current_user",
     "get_request_id",
     "ignore_exception_types",
     "init_sentry",
     "is_valid_request_id",
+    "register_sink",
+    "report_failure",
     "scrub_event",
     "set_business_context",
     "set_user",
+    "store_transport",
+    "unregister_sink",
     "user_from",
 ]

@@ -35,7 +35,23 @@ def add_breadcrumb(
 
 
 def add_request_breadcrumbs(event: dict[str, Any], state: RequestState) -> None:
-    """Insert the entry (``GET /path``) and exit (status) crumbs of ``state``'s request."""
+    """Keep only the crumbs of ``state``'s request in ``event``, framed by its entry and exit.
+
+    The entry (``GET /path``) and exit (status) crumbs are added only when the
+    request has breadcrumbs on; crumbs recorded before the request are dropped
+    in every case.
+    """
+    started = datetime.fromtimestamp(state.started_at, UTC)
+    # The request's isolation scope was forked with whatever crumbs were
+    # recorded before it (start-up logs, jobs): they are not this request's.
+    crumbs = [
+        crumb
+        for crumb in event.setdefault("breadcrumbs", {}).get("values") or ()
+        if _timestamp(crumb) >= started
+    ]
+    event["breadcrumbs"]["values"] = crumbs
+    if not state.breadcrumbs:
+        return
     scope = state.asgi_scope
     kind = scope["type"]
     method = scope.get("method", "WEBSOCKET") if kind == "http" else "WEBSOCKET"
@@ -47,7 +63,7 @@ def add_request_breadcrumbs(event: dict[str, Any], state: RequestState) -> None:
             "level": "info",
             "message": f"{method} {path}",
             "data": {"method": method, "url": path, "request_id": state.request_id},
-            "timestamp": datetime.fromtimestamp(state.started_at, UTC),
+            "timestamp": started,
         }
     ]
     if state.status is not None and state.ended_at is not None:
@@ -62,15 +78,6 @@ def add_request_breadcrumbs(event: dict[str, Any], state: RequestState) -> None:
                 "timestamp": datetime.fromtimestamp(state.ended_at, UTC),
             }
         )
-    started = ours[0]["timestamp"]
-    # The request's isolation scope was forked with whatever crumbs were
-    # recorded before it (start-up logs, jobs): they are not this request's.
-    crumbs = [
-        crumb
-        for crumb in event.setdefault("breadcrumbs", {}).get("values") or ()
-        if _timestamp(crumb) >= started
-    ]
-    event["breadcrumbs"]["values"] = crumbs
     # Ours go first so that a stable sort keeps the entry crumb ahead of
     # app crumbs recorded within the same microsecond.
     crumbs[:0] = ours

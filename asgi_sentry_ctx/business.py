@@ -1,10 +1,19 @@
 """Business context: which podcast, which episode, which action an event is about.
 
-Fields live in a context variable, so they follow the code that set them: a
-request, the tasks and threads it spawned after setting them, or a background
-job's ``with business_context(...)`` block. They are applied to an event when it
-is built: every field goes into the ``business`` context block as given, and
-each field that is a valid Sentry tag also becomes a searchable tag.
+Two kinds of fields, merged when an event is built:
+
+- ``set_business_context`` inside a request sets fields for the rest of that
+  request, wherever they are set: in the handler, a task it spawned or a
+  worker thread (a sync view or dependency). Like ``set_user``, they belong to
+  the request, so its unhandled-exception event carries them. Outside any
+  request they apply to the current context (a background job's task).
+- ``with business_context(...)`` sets fields for a block of code, in a context
+  variable: they follow that block (and the tasks and threads it starts), win
+  over the request's fields inside it, and are gone when it ends, even when
+  concurrent tasks of one request each run their own block.
+
+Every field goes into the event's ``business`` context block as given, and each
+field that is a valid Sentry tag also becomes a searchable tag.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.scope import add_global_event_processor
+
+from asgi_sentry_ctx.state import current_request
 
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
@@ -35,20 +46,28 @@ def set_business_context(**fields: Any) -> None:
 
     ``set_business_context(podcast_id="123", action="upload")`` tags every later
     event of this request with ``podcast_id`` and ``action`` and records both in
-    its ``business`` context. A field set to ``None`` is removed. The fields
-    end with the request; tasks and threads started afterwards inherit them.
+    its ``business`` context. A field set to ``None`` is removed. Inside a
+    request the fields belong to the request, wherever they are set (a task, a
+    worker thread) and end with it; outside one, they apply to the current
+    context.
     """
-    _fields.set(_merged(_fields.get(), fields))
+    state = current_request()
+    if state is None:
+        _fields.set(_merged(_fields.get(), fields))
+    else:
+        state.business = _merged(state.business, fields)
 
 
 @contextmanager
 def business_context(**fields: Any) -> Iterator[None]:
     """Apply business fields for a block of code, then restore what was there before.
 
-    Made for background jobs and other code outside a request::
+    Made for background jobs and other code outside a request:
 
-        with business_context(podcast_id=podcast.id, action="transcribe"):
-            transcribe(episode)
+    ```python
+    with business_context(podcast_id=podcast.id, action="transcribe"):
+        transcribe(episode)
+    ```
     """
     token = _fields.set(_merged(_fields.get(), fields))
     try:
@@ -58,8 +77,15 @@ def business_context(**fields: Any) -> Iterator[None]:
 
 
 def current_business_context() -> Mapping[str, Any]:
-    """The business fields in force here (empty outside any)."""
-    return _fields.get() or {}
+    """The business fields in force here: the request's, overlaid by enclosing blocks'."""
+    state = current_request()
+    request_fields = state.business if state is not None else None
+    block_fields = _fields.get()
+    if not request_fields:
+        return block_fields or {}
+    if not block_fields:
+        return request_fields
+    return {**request_fields, **block_fields}
 
 
 def tag_value(value: Any) -> str | None:
@@ -91,7 +117,7 @@ def _merged(
 
 
 def _apply_business(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    fields = _fields.get()
+    fields = current_business_context()
     if not fields:
         return event
     event.setdefault("contexts", {})["business"] = dict(fields)

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, cast
 
 import sentry_sdk
+from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception
 
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.state import current_request
 
-__all__ = ["capture_message", "report_exception"]
+if TYPE_CHECKING:
+    from sentry_sdk._types import EventProcessor
+
+__all__ = ["capture_message", "mark_reported", "report_exception"]
+
+_REPORTED = "__asgi_sentry_ctx_reported__"
+_MAX_CHAIN = 8
 
 
 def capture_message(message: str, level: str = "info", **context: Any) -> str | None:
     """Send ``message`` to Sentry with the current request's context; return its event id.
 
     Keyword arguments are attached to this event only (as ``extra``), never to
-    the scope, so they do not follow later events::
+    the scope, so they do not follow later events:
 
-        capture_message("quota almost used", level="warning", used=980, quota=1000)
+    ```python
+    capture_message("quota almost used", level="warning", used=980, quota=1000)
+    ```
 
     Returns ``None`` when Sentry is off or the event was dropped.
     """
@@ -46,5 +56,34 @@ def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") 
         sentry_sdk.capture_event(event, hint=hint)
     except Exception:
         logger.exception("asgi_sentry_ctx: could not report an exception to Sentry")
+    mark_reported(exc)
     if state is not None:
         state.reported = exc
+
+
+def mark_reported(exc: BaseException) -> None:
+    """Remember on ``exc`` itself that it reached Sentry, for :func:`_drop_logged_duplicate`."""
+    # An exception type that refuses attributes leaves the SDK's Dedupe as the only guard.
+    with suppress(Exception):
+        setattr(exc, _REPORTED, True)
+
+
+def _drop_logged_duplicate(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    # After the middleware re-raises, the server logs the same error ("Exception
+    # in ASGI application"), sometimes wrapped first (Litestar): with the
+    # logging integration that is a second event for one error, and the SDK's
+    # Dedupe misses it when the object differs or another error came between.
+    if not hint or "log_record" not in hint:
+        return event
+    exc_info = hint.get("exc_info")
+    exc = exc_info[1] if exc_info else None
+    for _ in range(_MAX_CHAIN):
+        if exc is None:
+            break
+        if getattr(exc, _REPORTED, False):
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return event
+
+
+add_global_event_processor(cast("EventProcessor", _drop_logged_duplicate))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from asgi_sentry_ctx.breadcrumbs import add_request_breadcrumbs
+from asgi_sentry_ctx.capture import mark_reported
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.request_data import request_data
 from asgi_sentry_ctx.state import RequestState
@@ -20,17 +21,25 @@ __all__ = ["enrich_event"]
 
 def enrich_event(
     state: RequestState, event: dict[str, Any], hint: dict[str, Any]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
 
-    Never raises: a failure here (a raising user extractor, say) is logged and
-    the event goes on with what could be added.
+    Drops (returns ``None`` for) a second event for an exception the request
+    reported already, so an error is one event even without the SDK's
+    ``DedupeIntegration``. Never raises: a failure here (a raising user
+    extractor, say) is logged and the event goes on with what could be added.
     """
     exc_info = hint.get("exc_info") if hint else None
     if exc_info and exc_info[1] is not None:
+        if state.reported is exc_info[1]:
+            # A second capture of an exception this request reported already:
+            # a framework that logs what it handled (Quart) plus the logging
+            # integration, or two integrations, without the SDK's Dedupe.
+            return None
         # Whoever captured this exception (possibly the SDK's own integration
         # inside us), it is reported: the middleware must not report it again.
         state.reported = exc_info[1]
+        mark_reported(exc_info[1])
     event.setdefault("tags", {})["request_id"] = state.request_id
     _apply_user(event, state)
     if "request" not in event or not event["request"]:
@@ -38,7 +47,7 @@ def enrich_event(
             event["request"] = request_data(state.asgi_scope)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not read request data for an event")
-    if state.breadcrumbs and event.get("type") != "transaction":
+    if event.get("type") != "transaction":
         try:
             add_request_breadcrumbs(event, state)
         except Exception:

@@ -41,13 +41,19 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
 
     Returns what :func:`exit_request_scope` needs to restore the previous scopes.
     """
-    isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     # The state is the request's event processor (``RequestState.__call__``).
     processor: EventProcessor = state  # type: ignore[assignment]
     if _asgi_middleware_applied.get(False):
-        # Inside the SDK's middleware: this isolation scope is the request's own already.
-        isolation._event_processors.append(processor)
+        # Inside the SDK's middleware, which forked both scopes for this request
+        # already. The processor goes on the current scope: its processors run
+        # after the isolation scope's, where SDK framework integrations add
+        # theirs later in the request, so our user and request data win over
+        # their partial ones (Quart's sets a user id from quart-auth's private
+        # state, for one).
+        current = _current_scope.get() or Scope.get_current_scope()
+        current._event_processors.append(processor)
         return None
+    isolation = _isolation_scope.get() or Scope.get_isolation_scope()
     # ``__copy__`` is what ``Scope.fork()`` runs, minus two layers of calls.
     isolation = isolation.__copy__()
     # The scope is this request's alone: the SDK's ``add_event_processor`` guard
@@ -101,12 +107,17 @@ def exit_request_scope(tokens: ScopeTokens) -> None:
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap ``fn`` so that it runs in a copy of the caller's context, wherever it is called.
 
-    ``loop.run_in_executor`` and bare threads copy no context: work handed to
-    them loses the request's ID, user and business context. Bind it first::
+    ``loop.run_in_executor`` and bare threads copy no context: in work handed
+    to them, ``get_request_id()`` and log records have no request ID and
+    events have no business context. Bind it first:
 
-        await loop.run_in_executor(None, bind_context(resize), image)
+    ```python
+    await loop.run_in_executor(None, bind_context(resize), image)
+    ```
 
-    (``asyncio.to_thread`` and Starlette's threadpool copy the context already.)
+    The context is copied when ``bind_context`` is called, not when ``fn``
+    runs. (``asyncio.to_thread`` and Starlette's threadpool copy the context
+    already.)
     """
     context = contextvars.copy_context()
 

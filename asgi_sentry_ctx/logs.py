@@ -26,11 +26,13 @@ class RequestContextFilter(logging.Filter):
     """Put ``request_id`` and ``user_id`` on every record that passes through.
 
     Both are ``None`` outside a request. The user id is the one given to
-    :func:`asgi_sentry_ctx.set_user`; user extractors are never called per
-    record, so logging stays cheap. Attach it to a handler::
+    [`set_user`][asgi_sentry_ctx.set_user]; user extractors are never called
+    per record, so logging stays cheap. Attach it to a handler:
 
-        handler.addFilter(RequestContextFilter())
-        formatter = logging.Formatter("%(request_id)s %(user_id)s %(message)s")
+    ```python
+    handler.addFilter(RequestContextFilter())
+    handler.setFormatter(logging.Formatter("%(request_id)s %(user_id)s %(message)s"))
+    ```
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -7,7 +7,6 @@ from functools import partial
 from time import time
 from typing import Any
 
-from asgi_sentry_ctx.business import _fields as _business_fields
 from asgi_sentry_ctx.capture import report_exception
 from asgi_sentry_ctx.isolation import enter_request_scope, exit_request_scope
 from asgi_sentry_ctx.logs import logger
@@ -44,6 +43,12 @@ class SentryContextMiddleware:
     matched exactly); reports an exception escaping the app once and re-raises
     it. ``lifespan`` and other scope types pass through untouched.
 
+    A custom ``id_validator`` can only narrow what is accepted: an ID that is
+    not safe to echo in a header and send as a tag (see
+    :func:`~asgi_sentry_ctx.is_valid_request_id`) is replaced whatever it says.
+    An incoming ID that is not reused is replaced in the request's headers as
+    the app sees them, so it never reaches the app, its logs or Sentry.
+
     Put it outermost, so that it also sees the 500 responses produced by the
     framework's own error handling.
     """
@@ -66,7 +71,7 @@ class SentryContextMiddleware:
         self.response_header = response_header
         self.trust_incoming = trust_incoming
         self.generate_id = id_generator or generate_request_id
-        self.is_valid_id = id_validator or is_valid_request_id
+        self.is_valid_id = is_valid_request_id if id_validator is None else _also_safe(id_validator)
         self.user_extractor = user_extractor
         self.exclude_paths = frozenset(exclude_paths)
         self.breadcrumbs = breadcrumbs
@@ -76,8 +81,11 @@ class SentryContextMiddleware:
             await self.app(scope, receive, send)
             return
         try:
+            request_id, rejected = self._request_id(scope)
+            if rejected:
+                scope = _with_request_id(scope, self.header, request_id)
             state = RequestState(
-                self._request_id(scope),
+                request_id,
                 scope,
                 self.user_extractor,
                 self.breadcrumbs and scope["path"] not in self.exclude_paths,
@@ -97,45 +105,55 @@ class SentryContextMiddleware:
             await self.app(scope, receive, send)
             return
         state_token = _current.set(state)
-        business = _business_fields.get()
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
             report_exception(exc)
             raise
         finally:
-            # Business fields set by the request end with it. (Restored by
-            # value: a set and a reset per request would cost twice as much.)
-            if _business_fields.get() is not business:
-                _business_fields.set(business)
             _current.reset(state_token)
             exit_request_scope(scope_tokens)
 
-    def _request_id(self, scope: Scope) -> str:
-        if self.trust_incoming:
-            found: bytes | None = None
-            # ASGI servers lowercase request header names.
-            for name, value in scope["headers"]:
-                if name == self.header:
-                    if found is not None:
-                        found = None  # repeated: ambiguous, so untrusted
-                        break
-                    found = value
-            if found is not None:
-                try:
-                    candidate = found.decode("ascii")
-                except UnicodeDecodeError:
-                    candidate = ""
-                try:
-                    if candidate and self.is_valid_id(candidate):
-                        return candidate
-                except Exception:
-                    logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
-        if self.generate_id is generate_request_id:
+    def _request_id(self, scope: Scope) -> tuple[str, bool]:
+        """The request's ID, and whether an incoming ID header was rejected."""
+        found: bytes | None = None
+        repeated = False
+        # ASGI servers lowercase request header names.
+        for name, value in scope["headers"]:
+            if name == self.header:
+                if found is not None:
+                    repeated = True  # ambiguous, so untrusted
+                    break
+                found = value
+        if found is not None and self.trust_incoming and not repeated:
             try:
-                return _ready_ids.pop()  # generate_request_id, inlined: this is the hot path
+                candidate = found.decode("ascii")
+            except UnicodeDecodeError:
+                candidate = ""
+            try:
+                if candidate and self.is_valid_id(candidate):
+                    return candidate, False
+            except Exception:
+                logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
+        rejected = found is not None
+        if self.generate_id is generate_request_id:
+            # generate_request_id, inlined: this is the hot path.
+            try:
+                return _ready_ids.pop(), rejected
             except IndexError:
-                return _refill_ids()
+                return _refill_ids(), rejected
+        return self._custom_id(), rejected
+
+    def request_id_for(self, scope: Scope) -> str:
+        """The request ID this middleware gives a request with ``scope``.
+
+        The valid incoming one (when ``trust_incoming``), else a new one. Public
+        so that an adapter can stamp the same kind of ID on responses its
+        framework makes without running the middleware (Litestar's routing 404s).
+        """
+        return self._request_id(scope)[0]
+
+    def _custom_id(self) -> str:
         request_id = self.generate_id()
         if not is_valid_request_id(request_id):
             # It goes into a response header and a tag: never trust it blindly.
@@ -169,3 +187,20 @@ def _send_with_request_id(
         state.status = message.get("code", 1000)
         state.ended_at = time()
     return send(message)
+
+
+def _also_safe(validator: IdValidator) -> IdValidator:
+    def is_valid(value: str) -> bool:
+        # The safe-character rule first: the app's validator never sees hostile input.
+        return is_valid_request_id(value) and validator(value)
+
+    return is_valid
+
+
+def _with_request_id(scope: Scope, header: bytes, request_id: str) -> Scope:
+    # A rejected incoming ID (hostile, malformed, repeated or untrusted) is
+    # replaced in the scope the app sees too: otherwise it would reach Sentry
+    # through the event's request headers and the stack frames' local variables.
+    headers = [(name, value) for name, value in scope["headers"] if name != header]
+    headers.append((header, request_id.encode("ascii")))
+    return {**scope, "headers": headers}

@@ -26,7 +26,11 @@ _registered_types: set[type[BaseException]] = set()
 
 
 def ignore_exception_types(*types: type[BaseException]) -> None:
-    """Declare exception types as noise for every :class:`NoiseFilter`."""
+    """Declare exception types as noise for every [`NoiseFilter`][asgi_sentry_ctx.NoiseFilter].
+
+    Process-wide and permanent: meant for framework adapters and libraries.
+    An application passes ``noise_exception_types`` to ``init_sentry`` instead.
+    """
     _registered_types.update(types)
 
 

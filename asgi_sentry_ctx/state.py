@@ -8,7 +8,7 @@ context see it too) and read lazily, when an event is actually built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,6 +24,7 @@ class RequestState:
     __slots__ = (
         "asgi_scope",
         "breadcrumbs",
+        "business",
         "ended_at",
         "reported",
         "request_id",
@@ -51,6 +52,7 @@ class RequestState:
         self.status: int | None = None
         self.ended_at: float | None = None
         self.user: dict[str, Any] | None = None
+        self.business: Mapping[str, Any] | None = None
         self.user_cleared = False
         self.reported: BaseException | None = None
 

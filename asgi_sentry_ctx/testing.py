@@ -18,6 +18,7 @@ import json
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -60,24 +61,36 @@ def parse_envelope(body: bytes) -> Envelope:
 class SentryIngest:
     """A tiny Sentry ingest server on 127.0.0.1 that records what it receives.
 
-    ``status`` (default 200), ``headers`` and ``delay`` (seconds) set how it
-    answers, so tests can play an ingest that is failing, rate-limiting or slow.
+    ``status`` (default 200), ``headers``, ``body`` and ``delay`` (seconds) set how it
+    answers, so tests can play an ingest that is failing, rate-limiting or slow
+    (a long ``delay`` is a hanging ingest; ``stop()`` cuts it short).
+    :meth:`down` and :meth:`up` play an ingest that is unreachable (connection
+    refused) for a while. ``requests`` counts every POST, answered or refused.
     """
 
     def __init__(self, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.headers = dict(headers or {})
         self.delay = 0.0
+        self.body = b"{}"
         self.envelopes: list[Envelope] = []
         self.requests = 0
+        self._event_count = 0
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._stopped = threading.Event()
+        self._server = self._bind(0)
+        self._port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
+
+    def _bind(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        server.daemon_threads = True
+        return server
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        """The port it listens on (chosen free by the OS, kept across down/up)."""
+        return self._port
 
     @property
     def dsn(self) -> str:
@@ -85,17 +98,37 @@ class SentryIngest:
         return f"http://public@127.0.0.1:{self.port}/1"
 
     def start(self) -> SentryIngest:
+        """Start serving in a background thread; return the ingest itself."""
+        # A short poll interval: ``stop()`` waits up to one interval for the loop.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sentry-ingest", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="sentry-ingest",
+            daemon=True,
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving and close the socket."""
+        self._stopped.set()  # a delayed (hanging) answer ends now
+        self._halt()
+
+    def _halt(self) -> None:
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    def down(self) -> None:
+        """Stop listening: connections are refused until :meth:`up`."""
+        self._halt()
+
+    def up(self) -> None:
+        """Listen again, on the same port, after :meth:`down`."""
+        self._server = self._bind(self._port)
+        self.start()
 
     def __enter__(self) -> SentryIngest:
         return self.start()
@@ -115,8 +148,10 @@ class SentryIngest:
             return [event for env in self.envelopes for event in env.payloads("event")]
 
     def clear(self) -> None:
+        """Forget what was received so far."""
         with self._changed:
             self.envelopes.clear()
+            self._event_count = 0
 
     def wait_for_events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` events arrived; return all of them.
@@ -125,20 +160,55 @@ class SentryIngest:
         """
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                events = [event for env in self.envelopes for event in env.payloads("event")]
+            # A running count, so that waiting for 10,000 events costs no 10,000 list builds.
+            while self._event_count < count:
                 remaining = deadline - time.monotonic()
-                if len(events) >= count or remaining <= 0:
+                if remaining <= 0:
                     break
                 self._changed.wait(remaining)
+            events = [event for env in self.envelopes for event in env.payloads("event")]
         if len(events) < count:
             raise TimeoutError(f"expected {count} events, received {len(events)}")
         return events
 
-    def _record(self, envelope: Envelope) -> None:
+    def wait_for_items(self, kind: str, count: int, timeout: float = 10.0) -> list[Any]:
+        """Wait until at least ``count`` items of type ``kind`` (``"transaction"``...) arrived."""
+        self.wait_for(
+            lambda ingest: sum(len(env.payloads(kind)) for env in ingest.envelopes) >= count,
+            timeout,
+        )
+        return [item for env in self.envelopes for item in env.payloads(kind)]
+
+    def wait_for(self, predicate: Callable[[SentryIngest], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds (checked at each request), else ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met after {self.requests} requests")
+                self._changed.wait(remaining)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> int:
+        """Wait until at least ``count`` POSTs arrived (answered with any status)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.requests < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} requests, received {self.requests}")
+                self._changed.wait(remaining)
+            return self.requests
+
+    def _count_request(self) -> None:
         with self._changed:
             self.requests += 1
+            self._changed.notify_all()
+
+    def _record(self, envelope: Envelope) -> None:
+        with self._changed:
             self.envelopes.append(envelope)
+            self._event_count += len(envelope.payloads("event"))
             self._changed.notify_all()
 
 
@@ -158,8 +228,9 @@ def _handler_for(ingest: SentryIngest) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            ingest._count_request()
             if ingest.delay:
-                time.sleep(ingest.delay)
+                ingest._stopped.wait(ingest.delay)
             status = ingest.status
             if 200 <= status < 300:
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
@@ -167,9 +238,10 @@ def _handler_for(ingest: SentryIngest) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for name, value in ingest.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", "2")
+            answer = ingest.body
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test and demo output clean

@@ -7,9 +7,10 @@ from typing import Any
 
 import sentry_sdk
 
+from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.state import current_request
 
-__all__ = ["clear_user", "set_user", "user_from"]
+__all__ = ["clear_user", "current_user", "set_user", "user_from"]
 
 # Fields Sentry treats as personal data: sent only when the app allows PII.
 _PII_FIELDS = ("email", "username", "ip_address")
@@ -27,8 +28,9 @@ def set_user(
     """Attach a user to every event of the current request (or background job).
 
     ``email`` and ``username`` are personal data: they are sent only when the
-    SDK was initialised with ``send_default_pii=True``. An explicit user wins
-    over one an extractor would resolve.
+    SDK was initialised with ``send_default_pii=True`` (or a ``data_collection``
+    with ``user_info`` on). An explicit user wins over one an extractor would
+    resolve.
     """
     user: dict[str, Any] = {"id": str(id), **extra}
     if email is not None:
@@ -50,6 +52,29 @@ def clear_user() -> None:
     if state is not None:
         state.user = None
         state.user_cleared = True
+
+
+def current_user() -> dict[str, Any] | None:
+    """The user an event captured here would carry, or ``None``.
+
+    In a request: the user given to :func:`set_user`, else the one the
+    middleware's ``user_extractor`` resolves now (``None`` if it raises).
+    Outside a request (a background job): the user set on the Sentry scope.
+    """
+    state = current_request()
+    if state is not None:
+        if state.user_cleared:
+            return None
+        if state.user is not None:
+            return state.user
+        if state.user_extractor is not None:
+            try:
+                return user_from(state.user_extractor(state.asgi_scope))
+            except Exception:
+                logger.exception("asgi_sentry_ctx: user_extractor raised; no user")
+                return None
+    user = sentry_sdk.get_isolation_scope()._user  # the SDK has no public reader
+    return dict(user) if user else None
 
 
 def user_from(obj: Any) -> dict[str, Any] | None:
@@ -120,7 +145,17 @@ def _first(fields: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     return None
 
 
+def _pii_allowed() -> bool:
+    options = sentry_sdk.get_client().options
+    # sentry-sdk 2.7x: ``data_collection``, when the app gave it, supersedes
+    # ``send_default_pii`` (which it then ignores).
+    collection = options.get("data_collection")
+    if isinstance(collection, dict) and collection.get("provided_by_user"):
+        return bool(collection.get("user_info"))
+    return bool(options.get("send_default_pii"))
+
+
 def _without_pii(user: dict[str, Any]) -> dict[str, Any]:
-    if sentry_sdk.get_client().should_send_default_pii():
+    if _pii_allowed():
         return user
     return {k: v for k, v in user.items() if k not in _PII_FIELDS}

@@ -50,6 +50,12 @@ def http_scope(
     }
 
 
+async def ok(scope: Any, receive: Any, send: Any) -> None:
+    """A bare ASGI app answering 200 ``ok``."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
 async def request(
     app: ASGIApp,
     path: str = "/",
@@ -76,3 +82,43 @@ async def request(
     scope = http_scope(path, method=method, headers=headers, query_string=query_string)
     await app(scope, receive, send)
     return Response(sent)
+
+
+def websocket_scope(
+    path: str = "/ws", *, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "subprotocols": [],
+    }
+
+
+async def websocket(
+    app: ASGIApp, path: str = "/ws", *, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> list[Message]:
+    """Connect to ``app`` over a websocket, then disconnect; return what the app sent."""
+    sent: list[Message] = []
+    connected = False
+
+    async def receive() -> Message:
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(websocket_scope(path, headers=headers), receive, send)
+    return sent

@@ -8,38 +8,56 @@ snippets that only make sense inside a larger app); use it sparingly.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
+import textwrap
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sentry_sdk
+
+from tests.conftest import reset_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
-_BLOCK = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A fence may be indented (inside a list item or an admonition): its code is dedented.
+_BLOCK = re.compile(r"^([ \t]*)```python([^\n]*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 
 
 def python_blocks(page: Path) -> list[str]:
-    return [code for info, code in _BLOCK.findall(page.read_text()) if "no-exec" not in info]
+    return [
+        textwrap.dedent(code)
+        for _, info, code in _BLOCK.findall(page.read_text())
+        if "no-exec" not in info
+    ]
 
 
 @pytest.fixture(autouse=True)
 def sentry_off_afterwards() -> Iterator[None]:
     yield
-    sentry_sdk.flush(2)
-    sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    reset_sdk()
 
 
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTRY_DSN", raising=False)
-    namespace: dict[str, object] = {"__name__": f"docs_example_{page.stem}"}
+    # Examples see a clean environment (no DSN, no sample rates, no dev switch of
+    # the reader's shell), and whatever they set in os.environ is undone afterwards.
+    for name in list(os.environ):
+        if name.startswith(("SENTRY_", "ASGI_SENTRY_CTX_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    # A real module: frameworks that read annotations (Litestar, pydantic) look
+    # the handler's module up in sys.modules.
+    module = types.ModuleType(f"docs_example_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for code in python_blocks(page):
-        exec(compile(code, str(page), "exec"), namespace)
+        # dont_inherit: this module's `from __future__` imports must not change the examples.
+        exec(compile(code, str(page), "exec", dont_inherit=True), namespace)
     # A page may define ``async def main()`` to drive what it showed.
     main = namespace.get("main")
     if callable(main):

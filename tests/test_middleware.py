@@ -19,6 +19,7 @@ from asgi_sentry_ctx import (
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
 from tests.conftest import SentryInit
+from tests.events import events_before_marker
 
 
 async def hello(scope: Any, receive: Any, send: Any) -> None:
@@ -104,24 +105,6 @@ async def test_get_request_id_is_none_outside_and_set_inside_a_request() -> None
     assert get_request_id() is None
 
 
-async def test_lifespan_passes_through_untouched() -> None:
-    seen: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((scope, receive, send))
-
-    scope = {"type": "lifespan"}
-
-    async def receive() -> Any:
-        return {}
-
-    async def send(message: Any) -> None:
-        pass
-
-    await SentryContextMiddleware(app)(scope, receive, send)
-    assert seen == [(scope, receive, send)]
-
-
 async def test_concurrent_requests_never_see_each_others_context(
     sentry_init: SentryInit, ingest: SentryIngest
 ) -> None:
@@ -153,3 +136,45 @@ async def test_concurrent_requests_never_see_each_others_context(
         assert event["tags"]["podcast_id"] == n
         assert event["user"] == {"id": f"user-{n}"}
         assert [c["message"] for c in event["breadcrumbs"]["values"]] == [f"GET /{n}", f"crumb-{n}"]
+
+
+class TestPassThrough:
+    @pytest.mark.parametrize("kind", ["lifespan", "custom.protocol"])
+    async def test_other_scope_types_reach_the_app_untouched(self, kind: str) -> None:
+        seen: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append((scope, receive, send))
+
+        scope = {"type": kind, "asgi": {"version": "3.0"}}
+
+        async def receive() -> Any:
+            return {}
+
+        async def send(message: Any) -> None:
+            pass
+
+        await SentryContextMiddleware(app)(scope, receive, send)
+        [(got_scope, got_receive, got_send)] = seen
+        assert got_scope is scope
+        assert got_scope == {"type": kind, "asgi": {"version": "3.0"}}
+        assert got_receive is receive
+        assert got_send is send
+
+    async def test_a_lifespan_failure_propagates_without_our_report(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise Boom("startup failed")
+
+        async def receive() -> Any:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: Any) -> None:
+            pass
+
+        with pytest.raises(Boom):
+            await SentryContextMiddleware(app)({"type": "lifespan"}, receive, send)
+        assert events_before_marker(ingest) == []

@@ -1,0 +1,192 @@
+"""Litestar: one plugin installs the middleware, reports the errors Litestar handles itself
+and reads the user Litestar's authentication put in ``scope["user"]``::
+
+    from litestar import Litestar
+
+    from asgi_sentry_ctx import init_sentry
+    from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
+
+    init_sentry()
+    app = Litestar(route_handlers=[...], plugins=[SentryContextPlugin()])
+
+Litestar is imported when the plugin sets an app up, never when this module is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
+
+from sentry_sdk.integrations.logging import ignore_logger
+
+from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.middleware import ASGIApp, Receive, Scope, Send, SentryContextMiddleware
+from asgi_sentry_ctx.noise import ignore_exception_types
+from asgi_sentry_ctx.state import UserExtractor
+
+if TYPE_CHECKING:
+    from litestar.config.app import AppConfig
+
+__all__ = ["SentryContextPlugin"]
+
+UserGetter = Callable[[Any], Any]
+"""Given Litestar's user (``request.user``), return an id, a dict or an object with an id."""
+
+
+class SentryContextPlugin:
+    """A Litestar plugin (``InitPluginProtocol``) that gives every request its Sentry context.
+
+    On ``on_app_init`` it:
+
+    - adds :class:`~asgi_sentry_ctx.SentryContextMiddleware` as the outermost
+      route middleware (right inside sentry-sdk's own, when its
+      ``LitestarIntegration`` is on), with an exception handler just inside
+      it: an exception raised by a deeper middleware (authentication, say)
+      becomes its response within the request's context and request ID;
+    - adds an ``after_exception`` hook that reports each unhandled exception
+      once, with the request's context (Litestar turns them into 500 responses
+      before any outer middleware could see them). ``HTTPException`` with a
+      status outside ``failed_request_status_codes`` (default 500-599) and a
+      client leaving a websocket are not errors and are not reported;
+    - adds a ``before_send`` hook that puts a request ID header on responses
+      Litestar makes before any route middleware runs (unknown paths, CORS
+      preflights);
+    - adds the request ID header to ``CORSConfig.expose_headers`` (unless
+      ``expose_header=False``) so that browsers let scripts read it;
+    - declares Litestar's noise (``ValidationException``, ``NotFoundException``,
+      ``NotAuthorizedException``, ``PermissionDeniedException``,
+      ``TooManyRequestsException``, ``WebSocketDisconnect``) to the noise filter,
+      and keeps the ``litestar`` logger's copy of each exception out of Sentry.
+
+    The user is ``scope["user"]`` as Litestar's authentication middleware set
+    it (a dict, dataclass, pydantic model, msgspec struct or any object with
+    an ``id``-like attribute), read when an event is built. ``user_getter``
+    maps that user to what Sentry should see; ``user_extractor`` (given the
+    ASGI scope) replaces the lookup altogether. Every other keyword is a
+    :class:`~asgi_sentry_ctx.SentryContextMiddleware` option.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_getter: UserGetter | None = None,
+        failed_request_status_codes: Collection[int] = range(500, 600),
+        expose_header: bool = True,
+        **options: Any,
+    ) -> None:
+        if user_getter is not None and options.get("user_extractor") is not None:
+            raise TypeError("give user_getter or user_extractor, not both")
+        options.setdefault("user_extractor", _scope_user(user_getter))
+        self.options = options
+        self.failed_request_status_codes = frozenset(failed_request_status_codes)
+        self.expose_header = expose_header
+        # Never called: it holds the options, to stamp IDs the way the middleware would.
+        self._ids = SentryContextMiddleware(_unreachable, **options)
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Install the middleware and hooks on ``app_config``; called by Litestar."""
+        from litestar._asgi.utils import wrap_in_exception_handler
+        from litestar.exceptions import (
+            HTTPException,
+            NotAuthorizedException,
+            NotFoundException,
+            PermissionDeniedException,
+            TooManyRequestsException,
+            ValidationException,
+            WebSocketDisconnect,
+        )
+
+        ignore_exception_types(
+            ValidationException,
+            NotFoundException,
+            NotAuthorizedException,
+            PermissionDeniedException,
+            TooManyRequestsException,
+            WebSocketDisconnect,
+        )
+        # Litestar logs an unhandled exception (in debug mode) before the hooks
+        # run; with the logging integration that log record would be the
+        # event, marked handled. The hook reports it instead, as sentry-sdk's
+        # own LitestarIntegration does.
+        ignore_logger("litestar")
+
+        options = self.options
+
+        # A plain function, not a class: sentry-sdk's LitestarIntegration
+        # replaces ``__call__`` on middleware classes to trace them, and would
+        # patch SentryContextMiddleware for every app in the process.
+        def sentry_context_middleware(app: Any) -> Any:
+            inner = cast("ASGIApp", wrap_in_exception_handler(app))
+            return SentryContextMiddleware(inner, **options)
+
+        middleware = app_config.middleware
+        middleware.insert(
+            1 if middleware and _is_sdk_middleware(middleware[0]) else 0, sentry_context_middleware
+        )
+
+        failed = self.failed_request_status_codes
+
+        async def report_unhandled(exc: Exception, scope: Any) -> None:
+            if isinstance(exc, HTTPException) and exc.status_code not in failed:
+                return
+            if isinstance(exc, WebSocketDisconnect):
+                return
+            report_exception(exc)
+
+        app_config.after_exception.append(report_unhandled)
+
+        ids = self._ids
+        if ids.response_header:
+            header = ids.header
+
+            async def stamp_request_id(message: Any, scope: Any) -> None:
+                if message["type"] != "http.response.start":
+                    return
+                headers = message.get("headers") or []
+                for name, _ in headers:
+                    if name.lower() == header:
+                        return  # the middleware (or the app) set it
+                message["headers"] = [*headers, (header, ids.request_id_for(scope).encode())]
+
+            app_config.before_send.append(stamp_request_id)
+            cors = app_config.cors_config
+            if (
+                self.expose_header
+                and cors is not None
+                and header.decode() not in {name.lower() for name in cors.expose_headers}
+            ):
+                name = options.get("header_name", "X-Request-ID")
+                app_config.cors_config = dataclasses.replace(
+                    cors, expose_headers=[*cors.expose_headers, name]
+                )
+        return app_config
+
+
+def _scope_user(user_getter: UserGetter | None) -> UserExtractor:
+    if user_getter is None:
+
+        def scope_user(scope: MutableMapping[str, Any]) -> Any:
+            return scope.get("user")
+
+        return scope_user
+
+    def mapped_scope_user(scope: MutableMapping[str, Any]) -> Any:
+        user = scope.get("user")
+        return None if user is None else user_getter(user)
+
+    return mapped_scope_user
+
+
+def _is_sdk_middleware(middleware: Any) -> bool:
+    # sentry-sdk's LitestarIntegration puts its ASGI middleware first; inside
+    # it ours reuses its isolation scope instead of forking a second one.
+    try:
+        from sentry_sdk.integrations.litestar import SentryLitestarASGIMiddleware
+    except Exception:  # DidNotEnable: an SDK that cannot integrate this Litestar
+        return False
+    return middleware is SentryLitestarASGIMiddleware
+
+
+async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("asgi_sentry_ctx: the plugin's option holder is not an app")

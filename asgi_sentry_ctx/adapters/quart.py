@@ -1,0 +1,142 @@
+"""Quart: ``init_app(app)`` wraps ``app.asgi_app`` with :class:`SentryContextMiddleware`.
+
+Quart turns an exception raised in a view into a 500 response inside the app,
+so no exception ever reaches the middleware. ``init_app`` listens to Quart's
+``got_request_exception``, ``got_websocket_exception`` and
+``got_background_exception`` signals instead and reports each exception once
+(not again when sentry-sdk's own ``QuartIntegration`` captured it too).
+
+The user comes from quart-auth's ``current_user.auth_id`` when quart-auth is
+installed, or from a ``user_getter`` of yours. A synchronous getter is called
+lazily, only when an event is built (inside the request's Quart context); an
+async one is awaited once per request, in a ``before_request`` /
+``before_websocket`` hook. Quart, werkzeug and quart-auth are imported only
+when ``init_app`` runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
+
+from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.logs import logger
+from asgi_sentry_ctx.middleware import SentryContextMiddleware
+from asgi_sentry_ctx.noise import ignore_exception_types
+from asgi_sentry_ctx.users import set_user, user_from
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+__all__ = ["UserGetter", "init_app"]
+
+UserGetter = Callable[[], Any] | Callable[[], Awaitable[Any]]
+"""Return the current user (any shape :func:`~asgi_sentry_ctx.user_from` reads) or ``None``.
+
+Called inside the request's Quart context, so it may read ``request``, ``g``
+or ``quart_auth.current_user``.
+"""
+
+_EXTENSION = "asgi_sentry_ctx"
+
+
+def init_app(
+    app: Quart, *, user_getter: UserGetter | None = None, **middleware_options: Any
+) -> SentryContextMiddleware:
+    """Give every request and websocket of ``app`` its Sentry context; return the middleware.
+
+    ``middleware_options`` go to :class:`SentryContextMiddleware` (header name,
+    ``exclude_paths``...). Without ``user_getter`` the user is quart-auth's
+    ``current_user.auth_id`` (when quart-auth is installed and set up on
+    ``app``). Declares werkzeug's ``NotFound``, ``Unauthorized``, ``Forbidden``,
+    ``TooManyRequests``, ``BadRequest`` and ``UnprocessableEntity`` as noise.
+    Call it once per app.
+    """
+    from quart.signals import (
+        got_background_exception,
+        got_request_exception,
+        got_websocket_exception,
+    )
+    from werkzeug.exceptions import (
+        BadRequest,
+        Forbidden,
+        NotFound,
+        TooManyRequests,
+        Unauthorized,
+        UnprocessableEntity,
+    )
+
+    if _EXTENSION in app.extensions:
+        raise RuntimeError("asgi_sentry_ctx: init_app was already called for this app")
+    if user_getter is not None and "user_extractor" in middleware_options:
+        raise TypeError("pass either user_getter or user_extractor, not both")
+    ignore_exception_types(
+        BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, UnprocessableEntity
+    )
+
+    if user_getter is None and "user_extractor" not in middleware_options:
+        user_getter = _quart_auth_getter()
+    if user_getter is not None:
+        if inspect.iscoroutinefunction(user_getter):
+            resolve = _resolver(user_getter)
+            app.before_request(resolve)
+            app.before_websocket(resolve)
+        else:
+            middleware_options["user_extractor"] = _lazy_extractor(user_getter)
+
+    for signal in (got_request_exception, got_websocket_exception, got_background_exception):
+        signal.connect(_report, sender=app)
+    # Quart types its ASGI callables with hypercorn's TypedDicts, ours with mappings.
+    middleware = SentryContextMiddleware(cast("Any", app.asgi_app), **middleware_options)
+    app.asgi_app = cast("Any", middleware)  # type: ignore[method-assign]
+    app.extensions[_EXTENSION] = middleware
+    return middleware
+
+
+async def _report(sender: Quart, exception: BaseException, **extra: Any) -> None:
+    # An async receiver: Quart would run a sync one in a worker thread.
+    report_exception(exception, mechanism="quart")
+
+
+def _lazy_extractor(getter: Callable[[], Any]) -> Callable[[MutableMapping[str, Any]], Any]:
+    from quart import has_request_context, has_websocket_context
+
+    def extract(asgi_scope: MutableMapping[str, Any]) -> Any:
+        # Outside the Quart context (an event built after the view returned)
+        # there is no request to ask.
+        if has_request_context() or has_websocket_context():
+            return getter()
+        return None
+
+    return extract
+
+
+def _resolver(getter: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+    async def resolve_user() -> None:
+        try:
+            user = user_from(await getter())
+        except Exception:
+            # Like a raising user_extractor: the request goes on, without a user.
+            logger.exception("asgi_sentry_ctx: user_getter raised; events go without a user")
+            return
+        if user is not None:
+            set_user(**user)
+
+    return resolve_user
+
+
+def _quart_auth_getter() -> Callable[[], Any] | None:
+    try:
+        from quart_auth import current_user
+    except ImportError:
+        return None
+    from quart import current_app
+
+    def auth_id() -> Any:
+        # ``current_user`` needs a singleton QuartAuth set up on this app.
+        if not any(ext.singleton for ext in current_app.extensions.get("QUART_AUTH", ())):
+            return None
+        return current_user.auth_id
+
+    return auth_id

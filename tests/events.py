@@ -1,0 +1,37 @@
+"""Helpers to read what the loopback ingest received."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import sentry_sdk
+
+from asgi_sentry_ctx.testing import SentryIngest
+
+
+def events_before_marker(ingest: SentryIngest) -> list[dict[str, Any]]:
+    """Every event received before a fresh marker message, captured now, arrived.
+
+    The SDK's transport sends envelopes one at a time, in order: an event
+    captured before the marker arrives before it, or was never sent. This is
+    how a test proves that an event was *not* sent, without sleeping.
+    """
+    marker = f"marker-{uuid.uuid4().hex}"
+    sentry_sdk.capture_message(marker)
+    count = 1
+    while True:
+        events = ingest.wait_for_events(count)
+        if any(event.get("message") == marker for event in events):
+            return [event for event in events if event.get("message") != marker]
+        count = len(events) + 1
+
+
+def as_json(event: dict[str, Any]) -> str:
+    """The event as the JSON text Sentry received (unescaped, to search it for a string)."""
+    return json.dumps(event, ensure_ascii=False)
+
+
+def crumb_messages(event: dict[str, Any]) -> list[str]:
+    return [crumb.get("message") for crumb in event.get("breadcrumbs", {}).get("values", [])]

@@ -1,0 +1,548 @@
+"""The Litestar adapter on a real app with real authentication, served by uvicorn.
+
+Every behaviour that involves errors runs twice: with only our plugin, and with
+sentry-sdk's own ``LitestarIntegration`` active too (it auto-enables wherever
+Litestar is installed, and has its own ``after_exception`` hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from litestar import Litestar, WebSocket, get, websocket
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ServiceUnavailableException,
+    TooManyRequestsException,
+    ValidationException,
+)
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.params import FromQuery
+from pydantic import BaseModel
+from sentry_sdk.integrations.litestar import LitestarIntegration
+from sentry_sdk.integrations.logging import ignore_logger, unignore_logger
+from websockets.sync.client import connect
+
+from asgi_sentry_ctx import (
+    add_breadcrumb,
+    capture_message,
+    get_request_id,
+    init_sentry,
+    set_business_context,
+)
+from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
+from asgi_sentry_ctx.testing import SentryIngest
+from tests.conftest import SentryInit
+from tests.servers import serve
+
+app_logger = logging.getLogger("podcast.upload")
+
+
+# Users in every shape an auth backend may put in scope["user"].
+@dataclass
+class DataclassUser:
+    id: str
+    email: str
+    username: str
+
+
+class PydanticUser(BaseModel):
+    id: str
+    email: str
+    username: str
+
+
+class MsgspecUser(msgspec.Struct):
+    id: str
+    email: str
+    username: str
+
+
+class AccountUser:
+    """Any object: no ``id``, but ``user_id`` and a display ``name``."""
+
+    def __init__(self, user_id: int, email: str, name: str) -> None:
+        self.user_id = user_id
+        self.email = email
+        self.name = name
+
+
+USERS: dict[str, Any] = {
+    "t-dict": {"id": "u-dict", "email": "d@example.com", "username": "dee", "roles": ["admin"]},
+    "t-dataclass": DataclassUser("u-dataclass", "dc@example.com", "dacey"),
+    "t-pydantic": PydanticUser(id="u-pydantic", email="p@example.com", username="pyd"),
+    "t-msgspec": MsgspecUser("u-msgspec", "m@example.com", "emmy"),
+    "t-object": AccountUser(42, "o@example.com", "olga"),
+}
+USER_IDS = {
+    "t-dict": "u-dict",
+    "t-dataclass": "u-dataclass",
+    "t-pydantic": "u-pydantic",
+    "t-msgspec": "u-msgspec",
+    "t-object": "42",
+}
+
+
+class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Bearer tokens (header, or ``?token=`` for websockets); no token is anonymous."""
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
+        header = connection.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ") or connection.query_params.get("token")
+        if not token:
+            return AuthenticationResult(user=None, auth=None)
+        if token == "crash":
+            raise RuntimeError("session store unavailable")
+        if token not in USERS:
+            raise NotAuthorizedException("unknown token")
+        return AuthenticationResult(user=USERS[token], auth=token)
+
+
+def _upload_context() -> None:
+    set_business_context(podcast_id="p-1", action="upload")
+    add_breadcrumb("validated", category="upload")
+
+
+@get("/hello")
+async def hello() -> str:
+    return "hello"
+
+
+@get("/boom")
+async def boom() -> None:
+    _upload_context()
+    raise RuntimeError("storage unavailable")
+
+
+@get("/log")
+async def log_error() -> str:
+    _upload_context()
+    app_logger.error("upload stalled")
+    return "logged"
+
+
+@get("/message")
+async def message() -> str:
+    _upload_context()
+    capture_message("quota almost used", level="warning")
+    return "sent"
+
+
+@get("/request-id")
+async def request_id() -> str | None:
+    return get_request_id()
+
+
+@get("/missing")
+async def missing() -> None:
+    raise NotFoundException("no such episode")
+
+
+@get("/forbidden")
+async def forbidden() -> None:
+    raise PermissionDeniedException()
+
+
+@get("/limited")
+async def limited() -> None:
+    raise TooManyRequestsException()
+
+
+@get("/conflict")
+async def conflict() -> None:
+    raise HTTPException(status_code=409, detail="episode already published")
+
+
+@get("/unavailable")
+async def unavailable() -> None:
+    raise ServiceUnavailableException("transcoder down")
+
+
+@get("/unauthorized")
+async def unauthorized() -> None:
+    raise NotAuthorizedException()
+
+
+@get("/rejected-and-logged")
+async def rejected_and_logged() -> None:
+    try:
+        raise ValidationException("bad episode number")
+    except ValidationException:
+        app_logger.exception("rejected an upload")
+        raise
+
+
+@get("/episodes")
+async def find_episode(number: FromQuery[int]) -> int:
+    return number
+
+
+@websocket("/ws")
+async def live(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    text = await socket.receive_text()
+    set_business_context(podcast_id="p-ws", action="live")
+    add_breadcrumb(f"received {text}", category="live")
+    if text == "boom":
+        raise RuntimeError("live feed broke")
+    capture_message("live message")
+    await socket.send_text("ok")
+    await socket.close()
+
+
+HANDLERS = [
+    hello,
+    boom,
+    log_error,
+    message,
+    request_id,
+    missing,
+    forbidden,
+    limited,
+    unauthorized,
+    conflict,
+    unavailable,
+    rejected_and_logged,
+    find_episode,
+    live,
+]
+
+
+def make_app(plugin: SentryContextPlugin | None = None, **kwargs: Any) -> Litestar:
+    """The app under test; built after Sentry is initialised, as the SDK's integration needs."""
+    return Litestar(
+        route_handlers=HANDLERS,
+        middleware=[TokenAuthMiddleware],
+        plugins=[plugin or SentryContextPlugin()],
+        **kwargs,
+    )
+
+
+@pytest.fixture(params=["plugin-only", "with-sdk-integration"])
+def sentry(request: pytest.FixtureRequest, sentry_init: SentryInit, ingest: SentryIngest) -> Any:
+    """``init_sentry`` (noise filter, logging integration) posting to the ingest.
+
+    ``sentry_init`` is requested for its clean-up: it flushes and resets the SDK.
+    """
+
+    def init(**options: Any) -> None:
+        integrations = [LitestarIntegration()] if request.param == "with-sdk-integration" else []
+        assert init_sentry(
+            ingest.dsn,
+            environment="production",
+            traces_sample_rate=0.0,
+            auto_enabling_integrations=False,
+            transport_queue_size=10_000,
+            integrations=integrations,
+            **options,
+        )
+
+    return init
+
+
+@pytest.fixture
+def served(sentry: Callable[..., None]) -> Iterator[Callable[..., httpx.Client]]:
+    """Start the app (with Sentry initialised first) under uvicorn; yield a client factory."""
+    servers: list[Any] = []
+    clients: list[httpx.Client] = []
+
+    def start(*, pii: bool = False, **app_kwargs: Any) -> httpx.Client:
+        sentry(**({"send_default_pii": True} if pii else {}))
+        server = serve(make_app(**app_kwargs))
+        url = server.__enter__()
+        servers.append(server)
+        client = httpx.Client(base_url=url)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.close()
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def litestar_logger_not_ignored() -> Iterator[None]:
+    """Undo an earlier, process-wide ``ignore_logger("litestar")`` for one test."""
+    unignore_logger("litestar")
+    yield
+    ignore_logger("litestar")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def only_events_before_marker(ingest: SentryIngest, count: int) -> list[dict[str, Any]]:
+    """The events sent before a marker captured now: proves none is missing or extra."""
+    capture_message("marker")
+    events = ingest.wait_for_events(count + 1)
+    assert events[-1].get("message") == "marker", [_summary(e) for e in events]
+    assert len(events) == count + 1, [_summary(e) for e in events]
+    return events[:-1]
+
+
+def _summary(event: dict[str, Any]) -> str:
+    values = (event.get("exception") or {}).get("values") or []
+    return values[-1]["type"] if values else str(event.get("message") or event.get("logentry"))
+
+
+def crumbs(event: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(c.get("category"), c.get("message")) for c in event["breadcrumbs"]["values"]]
+
+
+def assert_upload_context(
+    event: dict[str, Any], request_id: str, user: dict[str, Any] | None, path: str
+) -> None:
+    assert event["tags"]["request_id"] == request_id
+    assert event["tags"]["podcast_id"] == "p-1"
+    assert event["tags"]["action"] == "upload"
+    assert event["contexts"]["business"] == {"podcast_id": "p-1", "action": "upload"}
+    assert event.get("user") == user
+    assert crumbs(event)[:2] == [("request", f"GET {path}"), ("upload", "validated")]
+
+
+class TestErrors:
+    def test_handler_exception_is_reported_once_with_full_context(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        response = client.get("/boom", headers={**bearer("t-dict"), "X-Request-ID": "req-boom"})
+        assert response.status_code == 500
+        assert response.headers["x-request-id"] == "req-boom"
+        [event] = only_events_before_marker(ingest, 1)
+        assert_upload_context(event, "req-boom", {"id": "u-dict"}, "/boom")
+        [exc] = event["exception"]["values"]
+        assert (exc["type"], exc["value"]) == ("RuntimeError", "storage unavailable")
+        assert exc["mechanism"]["handled"] is False
+
+    def test_logged_error_carries_full_context(self, served: Any, ingest: SentryIngest) -> None:
+        client = served()
+        response = client.get("/log", headers={**bearer("t-pydantic"), "X-Request-ID": "req-log"})
+        assert response.status_code == 200
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["logentry"]["message"] == "upload stalled"
+        assert_upload_context(event, "req-log", {"id": "u-pydantic"}, "/log")
+
+    def test_captured_message_carries_full_context(self, served: Any, ingest: SentryIngest) -> None:
+        client = served()
+        response = client.get("/message", headers={**bearer("t-msgspec"), "X-Request-ID": "req-m"})
+        assert response.status_code == 200
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["message"] == "quota almost used"
+        assert_upload_context(event, "req-m", {"id": "u-msgspec"}, "/message")
+
+    def test_crash_in_auth_middleware_is_reported_once_under_the_response_request_id(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        response = client.get("/hello", headers=bearer("crash"))
+        assert response.status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert event["exception"]["values"][0]["value"] == "session store unavailable"
+        assert "user" not in event
+
+    def test_exception_logged_by_litestar_in_debug_mode_is_reported_once_as_unhandled(
+        self, served: Any, ingest: SentryIngest, litestar_logger_not_ignored: None
+    ) -> None:
+        client = served(debug=True)
+        assert client.get("/boom").status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        [exc] = event["exception"]["values"]
+        assert exc["value"] == "storage unavailable"
+        assert exc["mechanism"]["handled"] is False
+
+    def test_http_exception_below_500_is_a_response_not_an_error(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        assert client.get("/conflict").status_code == 409
+        assert only_events_before_marker(ingest, 0) == []
+
+    def test_http_exception_of_500_and_above_is_reported(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        assert client.get("/unavailable").status_code == 503
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["exception"]["values"][0]["type"] == "ServiceUnavailableException"
+
+    def test_noise_is_dropped(self, served: Any, ingest: SentryIngest) -> None:
+        client = served()
+        statuses = [
+            client.get("/missing").status_code,
+            client.get("/no-such-route").status_code,
+            client.get("/forbidden").status_code,
+            client.get("/limited").status_code,
+            client.get("/unauthorized").status_code,
+            client.get("/hello", headers=bearer("forged")).status_code,
+            client.get("/episodes", params={"number": "x"}).status_code,
+            client.get("/rejected-and-logged").status_code,
+        ]
+        assert statuses == [404, 404, 403, 429, 401, 401, 400, 400]
+        assert only_events_before_marker(ingest, 0) == []
+
+    def test_websocket_error_and_message_carry_their_connections_context(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        base = str(served().base_url).replace("http://", "ws://")
+        with connect(
+            f"{base}/ws?token=t-dataclass", additional_headers={"X-Request-ID": "ws-1"}
+        ) as ws:
+            assert ws.response is not None
+            assert ws.response.headers["x-request-id"] == "ws-1"
+            ws.send("hello")
+            assert ws.recv() == "ok"
+        with connect(f"{base}/ws", additional_headers={"X-Request-ID": "ws-2"}) as ws:
+            ws.send("boom")
+            with pytest.raises(Exception, match="4500"):
+                ws.recv()
+        message, error = only_events_before_marker(ingest, 2)
+        assert message["message"] == "live message"
+        assert message["tags"]["request_id"] == "ws-1"
+        assert message["user"] == {"id": "u-dataclass"}
+        assert message["contexts"]["business"] == {"podcast_id": "p-ws", "action": "live"}
+        assert crumbs(message) == [
+            ("request", "WEBSOCKET /ws"),
+            ("response", "WEBSOCKET /ws -> 101"),  # accepted
+            ("live", "received hello"),
+        ]
+        assert error["exception"]["values"][0]["value"] == "live feed broke"
+        assert error["tags"]["request_id"] == "ws-2"
+        assert "user" not in error
+        assert error["contexts"]["business"] == {"podcast_id": "p-ws", "action": "live"}
+
+
+class TestUsers:
+    def test_anonymous_request_carries_no_user(self, served: Any, ingest: SentryIngest) -> None:
+        client = served(pii=True)
+        assert client.get("/message").status_code == 200
+        [event] = only_events_before_marker(ingest, 1)
+        assert "user" not in event
+
+    @pytest.mark.parametrize("token", list(USERS))
+    def test_authenticated_user_of_any_shape_is_exactly_theirs(
+        self, served: Any, ingest: SentryIngest, token: str
+    ) -> None:
+        client = served(pii=True)
+        assert client.get("/boom", headers=bearer(token)).status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        user = USERS[token]
+        fields = user if isinstance(user, dict) else vars(user) if hasattr(user, "__dict__") else {}
+        expected = {
+            "id": USER_IDS[token],
+            "email": getattr(user, "email", None) or fields["email"],
+            "username": getattr(user, "username", None)
+            or getattr(user, "name", None)
+            or fields["username"],
+        }
+        # Ours, normalised: never the SDK's copy of the whole dict (its "roles" included).
+        assert event["user"] == expected
+
+    def test_email_and_username_stay_home_without_pii(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served(pii=False)
+        assert client.get("/boom", headers=bearer("t-dataclass")).status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["user"] == {"id": "u-dataclass"}
+
+    def test_user_getter_maps_litestar_user(self, served: Any, ingest: SentryIngest) -> None:
+        plugin = SentryContextPlugin(user_getter=lambda user: f"acct-{user.user_id}")
+        client = served(plugin=plugin)
+        assert client.get("/boom", headers=bearer("t-object")).status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["user"] == {"id": "acct-42"}
+
+    async def test_concurrent_requests_each_carry_their_own_user(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        base = served().base_url
+        tokens = list(USERS) * 6
+        async with httpx.AsyncClient(base_url=base) as client:
+            responses = await asyncio.gather(
+                *(client.get("/message", headers=bearer(token)) for token in tokens)
+            )
+        by_request_id = {
+            r.headers["x-request-id"]: USER_IDS[t] for r, t in zip(responses, tokens, strict=True)
+        }
+        events = ingest.wait_for_events(len(tokens))
+        assert len(events) == len(tokens)
+        assert {e["tags"]["request_id"]: e["user"]["id"] for e in events} == by_request_id
+
+
+class TestRequestIdHeader:
+    def test_every_response_carries_a_request_id(self, served: Any) -> None:
+        client = served()
+        responses = {
+            "ok": client.get("/hello"),
+            "error": client.get("/boom"),
+            "handler 404": client.get("/missing"),
+            "routing 404": client.get("/no-such-route"),
+            "routing 405": client.post("/hello"),
+            "auth 401": client.get("/hello", headers=bearer("forged")),
+        }
+        for name, response in responses.items():
+            assert len(response.headers.get_list("x-request-id")) == 1, name
+
+    def test_routing_404_echoes_a_valid_incoming_request_id(self, served: Any) -> None:
+        client = served()
+        response = client.get("/no-such-route", headers={"X-Request-ID": "req-404"})
+        assert response.status_code == 404
+        assert response.headers["x-request-id"] == "req-404"
+
+    def test_handler_sees_the_request_id_it_answers_with(self, served: Any) -> None:
+        response = served().get("/request-id")
+        assert response.text == response.headers["x-request-id"]
+
+
+class TestCors:
+    ORIGIN = "https://app.example.com"
+
+    def test_request_id_is_exposed_to_browsers_with_the_apps_own_headers(self, served: Any) -> None:
+        cors = CORSConfig(allow_origins=[self.ORIGIN], expose_headers=["X-Total-Count"])
+        client = served(cors_config=cors)
+        response = client.get("/hello", headers={"Origin": self.ORIGIN})
+        exposed = {
+            h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+        }
+        assert exposed == {"x-request-id", "x-total-count"}
+        assert response.headers["access-control-allow-origin"] == self.ORIGIN
+        assert response.headers["x-request-id"]
+
+    def test_preflight_answer_carries_a_request_id(self, served: Any) -> None:
+        client = served(cors_config=CORSConfig(allow_origins=[self.ORIGIN]))
+        response = client.options(
+            "/hello",
+            headers={"Origin": self.ORIGIN, "Access-Control-Request-Method": "GET"},
+        )
+        assert response.status_code == 204
+        assert response.headers["x-request-id"]
+
+    def test_header_is_not_exposed_when_told_not_to(self, served: Any) -> None:
+        plugin = SentryContextPlugin(expose_header=False)
+        client = served(plugin=plugin, cors_config=CORSConfig(allow_origins=[self.ORIGIN]))
+        response = client.get("/hello", headers={"Origin": self.ORIGIN})
+        assert "access-control-expose-headers" not in response.headers
+
+
+def test_importing_the_adapter_does_not_import_litestar() -> None:
+    code = "import sys, asgi_sentry_ctx.adapters.litestar; print('litestar' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,384 @@
+"""The Starlette adapter on a real app with AuthenticationMiddleware, served by uvicorn.
+
+Every test that reports runs twice: with sentry-sdk's own Starlette
+integration off, and on (it patches Starlette and wraps the app in the SDK's
+ASGI middleware, as it does by itself whenever Starlette is installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sentry_sdk.integrations.starlette import StarletteIntegration
+from starlette.applications import Starlette
+from starlette.authentication import BaseUser, SimpleUser, UnauthenticatedUser
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect
+
+from asgi_sentry_ctx import SentryContextMiddleware
+from asgi_sentry_ctx.adapters.starlette import install, starlette_user
+from asgi_sentry_ctx.testing import SentryIngest
+from tests.asgi import http_scope, request
+from tests.conftest import ProductionInit, SentryInit
+from tests.events import events_before_marker
+from tests.servers import serve
+from tests.starlette_apps import (
+    BUSINESS,
+    FRONTEND,
+    handshake_request_id,
+    starlette_app,
+)
+
+ALICE = {"authorization": "Bearer alice-token"}
+OPS = {"authorization": "Bearer ops-token"}
+
+Init = Callable[..., None]
+
+
+@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
+def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
+    """``init_sentry`` sending to the ingest, traces off, with or without the SDK's integration."""
+
+    def init(**options: Any) -> None:
+        production(
+            traces_sample_rate=0.0,
+            auto_enabling_integrations=request.param,
+            transport_queue_size=10_000,
+            **options,
+        )
+
+    return init
+
+
+def assert_full_context(event: dict[str, Any], request_id: str, path: str) -> None:
+    """The event carries its request's ID, business context and breadcrumb trail."""
+    assert event["tags"]["request_id"] == request_id
+    assert event["tags"]["podcast_id"] == BUSINESS["podcast_id"]
+    assert event["contexts"]["business"] == BUSINESS
+    crumbs = [(c.get("category"), c.get("message")) for c in event["breadcrumbs"]["values"]]
+    assert crumbs[0] == ("request", f"GET {path}")
+    assert ("app", "episode loaded") in crumbs
+    assert event["request"]["url"].endswith(path)
+
+
+class TestUser:
+    """The user comes from ``scope["user"]``, as AuthenticationMiddleware set it."""
+
+    def test_anonymous_request_carries_no_user(self, sentry: Init, ingest: SentryIngest) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            client.get("/message")
+        [event] = events_before_marker(ingest)
+        assert not event.get("user")
+
+    def test_simple_user_is_identified_by_its_name(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            client.get("/message", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "alice"}
+
+    def test_custom_user_is_identified_by_its_identity(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            client.get("/message", headers=OPS)
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "acct-42"}
+
+    def test_email_and_display_name_are_sent_only_with_pii_allowed(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry(data_collection={"user_info": True})
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            client.get("/message", headers=OPS)
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {
+            "id": "acct-42",
+            "email": "ops@example.com",
+            "username": "Ops team",
+        }
+
+    def test_our_user_wins_over_the_sdk_partial_one(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        # With user info allowed, the SDK's integration sets {"username": "alice"} from the
+        # same SimpleUser: an event user without an id.
+        sentry(data_collection={"user_info": True})
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            client.get("/message", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "alice", "username": "alice"}
+
+    def test_user_is_found_when_an_invalid_request_id_is_replaced(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        # The middleware then hands the app a copy of the scope: the user
+        # AuthenticationMiddleware puts in that copy must still be read.
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message", headers={**ALICE, "X-Request-ID": "bad id!"})
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "alice"}
+        assert event["tags"]["request_id"] == response.headers["x-request-id"] != "bad id!"
+
+    def test_concurrent_requests_each_carry_their_own_user(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        identities = [ALICE, OPS, {}] * 10
+
+        async def burst(url: str) -> None:
+            async with httpx.AsyncClient(base_url=url) as client:
+                await asyncio.gather(
+                    *(
+                        client.get("/message", headers={**headers, "X-Request-ID": f"req-{i}"})
+                        for i, headers in enumerate(identities)
+                    )
+                )
+
+        with serve(starlette_app()) as url:
+            asyncio.run(burst(url))
+        events = events_before_marker(ingest)
+        expected = {"Bearer alice-token": "alice", "Bearer ops-token": "acct-42"}
+        assert len(events) == len(identities)
+        for event in events:
+            headers = identities[int(event["tags"]["request_id"].removeprefix("req-"))]
+            user_id = expected.get(headers.get("authorization", ""))
+            assert (event.get("user") or {}).get("id") == user_id
+
+
+class TestEvents:
+    """Errors, logged errors and messages carry the request's whole context, once."""
+
+    def test_handler_exception_is_reported_once_with_its_context(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/fail", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert response.status_code == 500
+        assert event["exception"]["values"][-1]["value"] == "transcoder crashed"
+        assert event["user"] == {"id": "alice"}
+        assert_full_context(event, response.headers["x-request-id"], "/fail")
+
+    def test_exception_is_one_event_with_the_sdk_integration_even_without_dedupe(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init(default_integrations=False, integrations=[StarletteIntegration()])
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/fail", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+
+    def test_server_error_response_carries_the_request_id(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/fail", headers={"X-Request-ID": "req-500"})
+        assert response.status_code == 500
+        assert response.headers["x-request-id"] == "req-500"
+
+    def test_logged_error_carries_its_context(self, sentry: Init, ingest: SentryIngest) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/log", headers=OPS)
+        [event] = events_before_marker(ingest)
+        assert event["logentry"]["formatted"] == "quota exceeded for pod-7"
+        assert event["user"] == {"id": "acct-42"}
+        assert_full_context(event, response.headers["x-request-id"], "/log")
+
+    def test_captured_message_carries_its_context(self, sentry: Init, ingest: SentryIngest) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert event["message"] == "episode viewed"
+        assert event["user"] == {"id": "alice"}
+        assert_full_context(event, response.headers["x-request-id"], "/message")
+
+    @pytest.mark.parametrize("status", [401, 403, 404, 429])
+    def test_reported_client_errors_are_noise(
+        self, sentry: Init, ingest: SentryIngest, status: int
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get(f"/http-error/{status}", headers=ALICE)
+            unknown = client.get("/no-such-page", headers=ALICE)
+        assert (response.status_code, unknown.status_code) == (status, 404)
+        assert events_before_marker(ingest) == []
+
+    def test_reported_server_error_exception_is_kept(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/http-error/503", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert response.status_code == 503
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+
+
+class TestWebsocket:
+    def test_websocket_error_carries_user_and_request_id(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url:
+            ws_url = url.replace("http", "ws", 1) + "/ws"
+            with connect(ws_url, additional_headers=ALICE) as ws:
+                request_id = handshake_request_id(ws)
+                ws.send("fail")
+                with pytest.raises(ConnectionClosedError):
+                    ws.recv(timeout=10)
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][-1]["value"] == "websocket crashed"
+        assert event["tags"]["request_id"] == request_id
+        assert event["user"] == {"id": "alice"}
+        assert event["contexts"]["business"] == BUSINESS
+
+    def test_websocket_messages_each_carry_the_connection_context(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url:
+            ws_url = url.replace("http", "ws", 1) + "/ws"
+            with connect(ws_url, additional_headers=OPS) as ws:
+                request_id = handshake_request_id(ws)
+                for text in ("message", "log"):
+                    ws.send(text)
+                    assert ws.recv(timeout=10) == "done"
+        events = events_before_marker(ingest)
+        assert [e.get("message") or e["logentry"]["formatted"] for e in events] == [
+            "websocket message",
+            "websocket quota exceeded",
+        ]
+        for event in events:
+            assert event["tags"]["request_id"] == request_id
+            assert event["user"] == {"id": "acct-42"}
+            assert event["breadcrumbs"]["values"][0]["message"] == "WEBSOCKET /ws"
+
+
+class TestCors:
+    def test_browsers_can_read_the_request_id_behind_cors(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/", headers={"Origin": FRONTEND})
+            preflight = client.options(
+                "/",
+                headers={
+                    "Origin": FRONTEND,
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "x-request-id",
+                },
+            )
+        assert response.headers["access-control-allow-origin"] == FRONTEND
+        assert response.headers["access-control-expose-headers"] == "X-Request-ID"
+        assert response.headers["x-request-id"]
+        assert preflight.status_code == 200
+        assert "x-request-id" in preflight.headers["access-control-allow-headers"].lower()
+
+    def test_cors_that_hides_the_request_id_is_warned_about(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        app = install(
+            Starlette(
+                routes=[Route("/", lambda request: PlainTextResponse("hi"))],
+                middleware=[Middleware(CORSMiddleware, allow_origins=[FRONTEND])],
+            )
+        )
+        with caplog.at_level(logging.WARNING, logger="asgi_sentry_ctx"):
+            asyncio.run(request(app, "/"))
+        assert "CORSMiddleware does not expose X-Request-ID" in caplog.text
+
+    def test_cors_that_exposes_the_request_id_is_not_warned_about(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.WARNING, logger="asgi_sentry_ctx"):
+            asyncio.run(request(starlette_app(), "/"))
+        assert "CORSMiddleware" not in caplog.text
+
+
+class TestInstall:
+    def test_middleware_is_outside_server_error_middleware(self) -> None:
+        app = starlette_app()
+        asyncio.run(request(app, "/"))
+        assert isinstance(app.middleware_stack, SentryContextMiddleware)
+        assert isinstance(app.middleware_stack.app, ServerErrorMiddleware)
+
+    def test_options_reach_the_middleware(self) -> None:
+        app = starlette_app(header_name="X-Correlation-ID")
+        response = asyncio.run(request(app, "/", headers=[(b"x-correlation-id", b"corr-1")]))
+        assert response.header("x-correlation-id") == ["corr-1"]
+
+    def test_installing_twice_is_an_error(self) -> None:
+        app = starlette_app()
+        with pytest.raises(RuntimeError, match="already installed"):
+            install(app)
+
+    def test_installing_after_the_first_request_is_an_error(self) -> None:
+        app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("hi"))])
+        asyncio.run(request(app, "/"))
+        with pytest.raises(RuntimeError, match="before the app serves"):
+            install(app)
+
+    def test_unknown_option_fails_at_install(self) -> None:
+        with pytest.raises(TypeError):
+            install(Starlette(), header="X-Request-ID")
+
+
+class OldSimpleUser(SimpleUser):
+    """``SimpleUser`` before Starlette 1.0: ``identity`` raised."""
+
+    @property
+    def identity(self) -> str:
+        raise NotImplementedError
+
+
+class Undecided(BaseUser):
+    """A BaseUser that implements only ``identity``."""
+
+    @property
+    def identity(self) -> str:
+        return "u-9"
+
+
+class TestStarletteUser:
+    """``starlette_user`` reads whatever AuthenticationMiddleware put in the scope."""
+
+    def scope_with(self, user: object) -> dict[str, Any]:
+        return {**http_scope(), "user": user}
+
+    def test_no_authentication_middleware_is_no_user(self) -> None:
+        assert starlette_user(http_scope()) is None
+
+    def test_unauthenticated_user_is_no_user(self) -> None:
+        assert starlette_user(self.scope_with(UnauthenticatedUser())) is None
+
+    def test_simple_user_whose_identity_raises_is_identified_by_its_name(self) -> None:
+        assert starlette_user(self.scope_with(OldSimpleUser("alice"))) == {"id": "alice"}
+
+    def test_user_that_does_not_say_whether_it_is_authenticated_is_read_by_identity(
+        self,
+    ) -> None:
+        assert starlette_user(self.scope_with(Undecided())) == {"id": "u-9"}
+
+    def test_mapping_user_is_read_by_its_id(self) -> None:
+        assert starlette_user(self.scope_with({"id": 7, "email": "x@example.com"})) == {"id": "7"}

@@ -1,0 +1,165 @@
+"""Capturing: one event per escaping exception, and messages with one-off context."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sentry_sdk
+
+from asgi_sentry_ctx import SentryContextMiddleware, capture_message, set_business_context
+from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.testing import SentryIngest
+from tests.asgi import ok, request
+from tests.conftest import SentryInit
+from tests.events import events_before_marker
+
+
+class Boom(Exception):
+    pass
+
+
+class TestEscapingExceptions:
+    async def test_an_exception_escaping_the_app_is_one_event_and_reraised(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        error = Boom("upload failed")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise error
+
+        with pytest.raises(Boom) as raised:
+            await request(SentryContextMiddleware(app))
+        assert raised.value is error
+        [event] = events_before_marker(ingest)
+        [exception] = event["exception"]["values"]
+        assert exception["type"] == "Boom"
+        assert exception["value"] == "upload failed"
+        assert exception["mechanism"] == {"type": "asgi_sentry_ctx", "handled": False}
+        assert exception["stacktrace"]["frames"][-1]["function"] == "app"
+
+    async def test_an_exception_after_the_response_started_is_one_event(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def streaming(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            raise Boom("stream broke")
+
+        with pytest.raises(Boom):
+            await request(SentryContextMiddleware(streaming))
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["value"] == "stream broke"
+
+    async def test_an_exception_the_app_reported_itself_is_not_reported_again(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init(default_integrations=False)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                raise Boom("handled, then re-raised")
+            except Boom as exc:
+                sentry_sdk.capture_exception(exc)
+                raise
+
+        with pytest.raises(Boom):
+            await request(SentryContextMiddleware(app))
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["mechanism"]["handled"] is True
+
+    async def test_report_exception_from_a_framework_hook_then_escaping_is_one_event(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init(default_integrations=False)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                raise Boom("seen by the framework")
+            except Boom as exc:
+                report_exception(exc, mechanism="framework")
+                raise
+
+        with pytest.raises(Boom):
+            await request(SentryContextMiddleware(app))
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["mechanism"]["type"] == "framework"
+
+    async def test_report_exception_outside_a_request_reports(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        try:
+            raise Boom("in a job")
+        except Boom as exc:
+            report_exception(exc)
+        [event] = ingest.wait_for_events(1)
+        assert event["exception"]["values"][0]["value"] == "in a job"
+
+    async def test_cancellation_is_not_reported_and_propagates(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await request(SentryContextMiddleware(app))
+        assert events_before_marker(ingest) == []
+
+    async def test_a_cancelled_request_task_is_not_reported(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        started = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            started.set()
+            await asyncio.Event().wait()  # until the client goes away
+
+        task = asyncio.create_task(request(SentryContextMiddleware(app)))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert events_before_marker(ingest) == []
+
+
+class TestCaptureMessage:
+    async def test_context_is_attached_to_that_event_only(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_business_context(podcast_id="p-1")
+            capture_message("quota almost used", level="warning", used=980, quota=1000)
+            capture_message("later")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app))
+        first, later = ingest.wait_for_events(2)
+        assert first["level"] == "warning"
+        assert first["extra"]["used"] == 980
+        assert first["extra"]["quota"] == 1000
+        assert first["tags"]["podcast_id"] == "p-1"
+        assert "used" not in later.get("extra", {})
+        assert "quota" not in later.get("extra", {})
+        assert "used" not in sentry_sdk.get_isolation_scope()._extras
+
+    async def test_returns_the_event_id(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        event_id = capture_message("hello", podcast_id="p-1")
+        [event] = ingest.wait_for_events(1)
+        assert event_id is not None
+        assert event["event_id"] == event_id
+
+    def test_returns_none_when_sentry_is_off(self) -> None:
+        assert capture_message("nobody listens", answer=42) is None
