@@ -30,7 +30,7 @@ docs: $(STAMP)
 test: lint docs
 	$(PY) -m pytest
 
-# Overhead per request side by side with sentry-sdk and peers (about 10 minutes);
+# Overhead per request side by side with sentry-sdk and peers (about 15 minutes);
 # installs wrk with apt-get when missing. BENCH_ARGS="--json" etc.: see --help.
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
