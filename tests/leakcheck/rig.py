@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections.abc import Iterator
@@ -61,6 +62,10 @@ class Rig:
         self.examples = 0
         self.requests = 0
         self._stack = ExitStack()
+        # Each batch is driven from a copy of this context, in its own Sentry
+        # isolation scope: a leak fails the batch that caused it, and only that
+        # one, so Hypothesis shrinks towards the cause, not towards any batch.
+        self._pristine = contextvars.copy_context()
         if over_http:
             self.url = self._stack.enter_context(serve(_tracked(self.app, self.harness)))
         else:
@@ -90,7 +95,7 @@ class Rig:
         ]
         self.harness.runs = {n.path: r for n, r in zip(names, runs, strict=True)}
         try:
-            outcomes = self.runner.run(self._send(runs))
+            outcomes = self.runner.run(self._isolated(runs), context=self._pristine.copy())
             checks.check_outcomes(models, outcomes)
             events = self._received(names[-1])
             self._check(models, runs, outcomes, events)
@@ -104,6 +109,10 @@ class Rig:
                 sentry_sdk.flush(30)
                 self.harness.runs = {}
                 self.ingest.clear()
+
+    async def _isolated(self, runs: list[RequestRun]) -> list[Outcome]:
+        with sentry_sdk.isolation_scope():
+            return await self._send(runs)
 
     async def _send(self, runs: list[RequestRun]) -> list[Outcome]:
         before = checks.scope_fingerprint()
