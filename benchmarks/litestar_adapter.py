@@ -9,7 +9,7 @@ initialised with ``init_sentry`` and a transport that discards; traces are
 off; sentry-sdk's own LitestarIntegration is off (it patches Litestar for the
 whole process once set up). Prints the median of the rounds::
 
-    .venv/bin/python benchmarks/litestar_adapter.py [--rounds 15] [--requests 2000]
+    .venv/bin/python -m benchmarks.litestar_adapter [--rounds 15] [--requests 2000]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sentry_sdk.transport import Transport
 
 from asgi_sentry_ctx import SentryContextMiddleware, init_sentry
 from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
+from benchmarks.inprocess import scope_template
 
 
 class DiscardTransport(Transport):
@@ -49,20 +50,7 @@ def noop(app: Any) -> Any:
 
 
 def scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench"), (b"user-agent", b"bench")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("bench", 80),
-    }
+    return scope_template(2)
 
 
 async def receive() -> dict[str, Any]:

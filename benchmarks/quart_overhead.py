@@ -1,6 +1,6 @@
 """What the Quart adapter costs per request: a hello-world route, in-process, µs/request.
 
-Run: ``.venv/bin/python benchmarks/quart_overhead.py [--requests N] [--rounds R]``
+Run: ``.venv/bin/python -m benchmarks.quart_overhead [--requests N] [--rounds R]``
 
 Each variant is a fresh Quart app with one ``GET /`` route, driven through its
 ASGI interface the way a server would (no sockets). Sentry is initialised with
@@ -32,6 +32,7 @@ from sentry_sdk.transport import Transport
 
 from asgi_sentry_ctx import SentryContextMiddleware
 from asgi_sentry_ctx.adapters.quart import init_app
+from benchmarks.inprocess import scope_template
 
 
 class DiscardTransport(Transport):
@@ -54,20 +55,7 @@ def hello_app(wrap: str = "") -> Quart:
     return app
 
 
-_SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "root_path": "",
-    "query_string": b"",
-    "headers": [(b"host", b"bench"), (b"user-agent", b"bench")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("bench", 80),
-}
+_SCOPE: dict[str, Any] = scope_template(2)
 
 
 async def one_request(app: Any) -> None:
@@ -138,7 +126,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     results = run_phase(False, args.requests, args.rounds)
-    command = [sys.executable, __file__, "--phase", "sdk"]
+    command = [sys.executable, "-m", "benchmarks.quart_overhead", "--phase", "sdk"]
     command += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
     child = subprocess.run(
         command,

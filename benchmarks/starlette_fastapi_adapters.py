@@ -7,7 +7,7 @@ alike. Sentry is initialised with a transport that discards everything and
 tracing off; sentry-sdk's own Starlette/FastAPI integration is off unless
 ``--sdk-integration`` (it patches Starlette process-wide, so it is a separate run).
 
-    python benchmarks/starlette_fastapi_adapters.py [--rounds 31] [--batch 2000]
+    .venv/bin/python -m benchmarks.starlette_fastapi_adapters [--rounds 31] [--batch 2000]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from starlette.routing import Route
 from asgi_sentry_ctx import SentryContextMiddleware
 from asgi_sentry_ctx.adapters import fastapi as fastapi_adapter
 from asgi_sentry_ctx.adapters import starlette as starlette_adapter
+from benchmarks.inprocess import scope_template
 
 ASGIApp = Callable[..., Any]
 
@@ -64,20 +65,7 @@ async def raw_hello(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Hello, world!"})
 
 
-SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "root_path": "",
-    "query_string": b"",
-    "headers": [(b"host", b"localhost"), (b"user-agent", b"bench")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-}
+SCOPE: dict[str, Any] = scope_template(2)
 
 
 async def receive() -> dict[str, Any]:
