@@ -5,10 +5,8 @@ the handler's steps, then a streaming body that runs one step per chunk, then
 a background task. The user comes from ``Authorization: Bearer <id>``
 through the framework's own authentication where it has one.
 
-Switching a target to its framework adapter (``asgi_sentry_ctx.adapters.*``,
-once merged) touches only the lines marked ``ADAPTER`` in its ``build``
-function: the install call replaces ``SentryContextMiddleware(...)`` (and the
-Litestar/Quart exception hooks, which the adapters own), nothing else.
+Each framework target is set up with its adapter (``asgi_sentry_ctx.adapters.*``)
+exactly as the docs show; the raw target wraps the core middleware itself.
 """
 
 # No ``from __future__ import annotations``: FastAPI and Litestar read the
@@ -20,7 +18,10 @@ from typing import Any, cast
 import anyio.to_thread
 
 from asgi_sentry_ctx import SentryContextMiddleware
-from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.adapters.fastapi import install as install_fastapi
+from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
+from asgi_sentry_ctx.adapters.quart import init_app
+from asgi_sentry_ctx.adapters.starlette import install as install_starlette
 from tests.leakcheck.interpreter import RequestRun, Threadpool, Tracker, run_steps
 from tests.leakcheck.model import TargetTraits
 from tests.leakcheck.plan import HostileKind
@@ -218,8 +219,7 @@ def build_starlette(harness: Harness) -> ASGIApp:
         return _starlette_response(run)  # type: ignore[no-any-return]
 
     app = Starlette(routes=[Route("/r/{marker}", endpoint)], middleware=[_starlette_auth()])
-    # ADAPTER: the Starlette adapter's install call replaces this line.
-    return SentryContextMiddleware(app, user_extractor=user_in_scope)
+    return install_starlette(app, user_extractor=user_in_scope)
 
 
 async def starlette_pool(fn: Callable[..., Any], *args: Any) -> Any:
@@ -252,8 +252,7 @@ def build_fastapi(harness: Harness) -> ASGIApp:
         response.background = None  # FastAPI attaches ``tasks`` instead
         return response  # type: ignore[no-any-return]
 
-    # ADAPTER: the FastAPI adapter's install call replaces this line.
-    return SentryContextMiddleware(app, user_extractor=user_in_scope)
+    return install_fastapi(app, user_extractor=user_in_scope)
 
 
 FASTAPI = Target("fastapi", STARLETTE.traits, build_fastapi, starlette_pool)
@@ -289,16 +288,12 @@ def build_litestar(harness: Harness) -> ASGIApp:
             return Stream(stream_body(run), background=task)
         return Response("ok", background=task)
 
-    async def report(exc: BaseException, scope: Any) -> None:
-        report_exception(exc)
-
     app = Litestar(
         [endpoint],
         middleware=[DefineMiddleware(BearerAuth)],
-        # ADAPTER: the Litestar plugin replaces this hook and the wrapping below.
-        after_exception=[report],
+        plugins=[SentryContextPlugin(user_extractor=user_in_scope)],
     )
-    return SentryContextMiddleware(cast(ASGIApp, app), user_extractor=user_in_scope)
+    return cast(ASGIApp, app)
 
 
 LITESTAR = Target(
@@ -314,7 +309,7 @@ LITESTAR = Target(
 
 
 def build_quart(harness: Harness) -> ASGIApp:
-    from quart import Quart, got_request_exception, request
+    from quart import Quart, request
 
     app = Quart("leakcheck")
 
@@ -329,15 +324,8 @@ def build_quart(harness: Harness) -> ASGIApp:
             return stream_body(run), 200
         return "ok"
 
-    async def report(sender: Any, exception: BaseException, **extra: Any) -> None:
-        report_exception(exception)
-
-    # ADAPTER: the Quart adapter's init_app(app) replaces this hook and the wrapping below.
-    got_request_exception.connect(report, app, weak=False)
-    wrapped = SentryContextMiddleware(
-        bearer_auth(cast(ASGIApp, app.asgi_app)), user_extractor=user_in_scope
-    )
-    app.asgi_app = cast(Any, wrapped)  # type: ignore[method-assign]
+    app.asgi_app = cast(Any, bearer_auth(cast(ASGIApp, app.asgi_app)))  # type: ignore[method-assign]
+    init_app(app, user_extractor=user_in_scope)
     return cast(ASGIApp, app)
 
 
