@@ -125,6 +125,22 @@ def production(ingest: SentryIngest, monkeypatch: pytest.MonkeyPatch) -> Iterato
     reset_sdk()
 
 
+@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
+def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> ProductionInit:
+    """``init_sentry`` sending to the ingest, traces off; a test using it runs
+    twice, with and without the SDK's own framework integration."""
+
+    def init(**options: Any) -> None:
+        production(
+            traces_sample_rate=0.0,
+            auto_enabling_integrations=request.param,
+            transport_queue_size=10_000,
+            **options,
+        )
+
+    return init
+
+
 def reset_sdk() -> None:
     """Send what is queued, then go back to a disabled client for the next test.
 

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from asgi_sentry_ctx.adapters.fastapi import bind_user, install
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
-from tests.conftest import ProductionInit, SentryInit
+from tests.conftest import SentryInit
 from tests.events import events_before_marker
 from tests.servers import serve
 from tests.starlette_apps import (
@@ -36,21 +36,6 @@ ALICE = {"authorization": "Bearer alice-token"}
 BOB = {"authorization": "Bearer bob-token"}
 
 Init = Callable[..., None]
-
-
-@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
-def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
-    """``init_sentry`` sending to the ingest, traces off, with or without the SDK's integration."""
-
-    def init(**options: Any) -> None:
-        production(
-            traces_sample_rate=0.0,
-            auto_enabling_integrations=request.param,
-            transport_queue_size=10_000,
-            **options,
-        )
-
-    return init
 
 
 @pytest.fixture(params=["async", "sync"])

@@ -29,7 +29,7 @@ from asgi_sentry_ctx import SentryContextMiddleware
 from asgi_sentry_ctx.adapters.starlette import install, starlette_user
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import http_scope, request
-from tests.conftest import ProductionInit, SentryInit
+from tests.conftest import SentryInit
 from tests.events import events_before_marker
 from tests.servers import serve
 from tests.starlette_apps import (
@@ -43,21 +43,6 @@ ALICE = {"authorization": "Bearer alice-token"}
 OPS = {"authorization": "Bearer ops-token"}
 
 Init = Callable[..., None]
-
-
-@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
-def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
-    """``init_sentry`` sending to the ingest, traces off, with or without the SDK's integration."""
-
-    def init(**options: Any) -> None:
-        production(
-            traces_sample_rate=0.0,
-            auto_enabling_integrations=request.param,
-            transport_queue_size=10_000,
-            **options,
-        )
-
-    return init
 
 
 def assert_full_context(event: dict[str, Any], request_id: str, path: str) -> None:
