@@ -153,7 +153,7 @@ class Rig:
     ) -> None:
         ids = checks.request_ids(models, outcomes, events, runs, self.target.traits)
         checks.check_probes(models, runs, ids)
-        checks.check_events(models, events, ids)
+        checks.check_events(models, events, ids, self.target.traits)
 
     async def _lifespan_start(self) -> None:
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

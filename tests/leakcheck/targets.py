@@ -11,6 +11,7 @@ exactly as the docs show; the raw target wraps the core middleware itself.
 
 # No ``from __future__ import annotations``: FastAPI and Litestar read the
 # handlers' annotations at runtime, and the handlers are defined in functions.
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -159,7 +160,12 @@ def build_raw_in_sdk(harness: Harness) -> ASGIApp:
     return SentryAsgiMiddleware(build_raw(harness))
 
 
-RAW_IN_SDK = Target("raw-in-sdk-asgi", RAW.traits, build_raw_in_sdk, anyio_pool)
+RAW_IN_SDK = Target(
+    "raw-in-sdk-asgi",
+    dataclasses.replace(RAW.traits, sdk_records_raw_headers=True),
+    build_raw_in_sdk,
+    anyio_pool,
+)
 
 
 # ---------------------------------------------------------------- Starlette and FastAPI
