@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, cast
 
 import sentry_sdk
 from sentry_sdk.scope import Scope
@@ -113,8 +113,8 @@ async def test_current_scope_is_forked_once_tracing_is_turned_on_by_a_new_init(
     assert outer == [True, False]
 
 
-def populated_scope(scope_class: type[Scope] = Scope) -> Scope:
-    scope = scope_class()
+def populated_scope() -> Scope:
+    scope = Scope()
     scope.set_tag("tag", "value")
     scope.set_context("ctx", {"key": "value"})
     scope.set_extra("extra", 1)
@@ -170,13 +170,14 @@ def test_writes_to_a_fast_fork_never_reach_the_scope_it_came_from() -> None:
 def test_a_scope_subclass_is_forked_by_its_own_copy() -> None:
     class TracedScope(Scope):
         __slots__ = ("extra",)
+        extra: str
 
         def __copy__(self) -> TracedScope:
-            fork = super().__copy__()
+            fork = cast(TracedScope, super().__copy__())
             fork.extra = self.extra
             return fork
 
-    original = populated_scope(TracedScope)
+    original = TracedScope()
     original.extra = "kept"
     fork = isolation._copy_scope(original)
     assert type(fork) is TracedScope
