@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -26,10 +26,17 @@ from asgi_sentry_ctx.state import RequestState
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
 
-__all__ = ["ScopeTokens", "bind_context", "enter_request_scope", "exit_request_scope"]
+__all__ = [
+    "ScopeTokens",
+    "bind_context",
+    "enter_request_scope",
+    "exit_request_scope",
+    "send_outside_request_scope",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M")
 
 # The isolation scope's token; with tracing, the current scope's too; ``None``
 # when the SDK's middleware made the scope. (No tuple in the common case: every
@@ -184,6 +191,32 @@ def exit_request_scope(tokens: ScopeTokens) -> None:
     else:
         isolation_token = tokens
     _isolation_scope.reset(isolation_token)
+
+
+async def send_outside_request_scope(
+    send: Callable[[M], Awaitable[None]],
+    message: M,
+    tokens: Token[Any] | tuple[Token[Any], Token[Any]],
+) -> None:
+    """``send(message)`` outside the request's own Sentry scopes: for a response's last message.
+
+    ``tokens`` are those of the scopes :func:`enter_request_scope` forked. A
+    server may keep a copy of the context its ``send`` runs in: uvicorn arms
+    its keep-alive timer there, which holds the copy until the connection's
+    next request. The request's scopes held there would outlive it by that
+    long, get promoted by the garbage collector, and under load make it run
+    full collections of the whole heap: 15 ms pauses every few thousand
+    requests (see docs/performance.md). Should the SDK be called meanwhile,
+    it makes itself a scope that is thrown away after.
+    """
+    isolation_token = _isolation_scope.set(None)
+    current_token = _current_scope.set(None) if isinstance(tokens, tuple) else None
+    try:
+        await send(message)
+    finally:
+        if current_token is not None:
+            _current_scope.reset(current_token)
+        _isolation_scope.reset(isolation_token)
 
 
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:

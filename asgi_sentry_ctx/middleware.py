@@ -7,7 +7,12 @@ from time import time
 from typing import Any
 
 from asgi_sentry_ctx.capture import report_exception
-from asgi_sentry_ctx.isolation import enter_request_scope, exit_request_scope
+from asgi_sentry_ctx.isolation import (
+    ScopeTokens,
+    enter_request_scope,
+    exit_request_scope,
+    send_outside_request_scope,
+)
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.request_id import (
     IdGenerator,
@@ -92,25 +97,31 @@ class SentryContextMiddleware:
                 self.breadcrumbs and scope["path"] not in self.exclude_paths,
                 time(),
             )
+            app_send = send
             if self.response_header or state.breadcrumbs:
                 state.server_send = send
                 state.header = self.header
                 state.echo = request_id.encode("latin-1") if self.response_header else None
-                send = state.send
-            scope_tokens = enter_request_scope(state)
+                app_send = state.send
+            state.scope_tokens = enter_request_scope(state)
         except Exception:
             logger.exception("asgi_sentry_ctx: could not set up request context; passing through")
             await self.app(scope, receive, send)
             return
         state_token = _current.set(state)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, app_send)
         except Exception as exc:
             report_exception(exc)
             raise
         finally:
             _current.reset(state_token)
-            exit_request_scope(scope_tokens)
+            exit_request_scope(state.scope_tokens)
+            if app_send is not send:
+                # A server may hold on to the request's context after the
+                # request (see ``send_outside_request_scope``), and with it this
+                # state: it must not keep the server's per-request objects alive.
+                state.server_send = _request_over
 
     def _incoming_id(self, scope: Scope) -> str | None:
         """The incoming request ID to reuse; ``""`` if one came that must not be
@@ -163,11 +174,12 @@ class _ServedRequest(RequestState):
     the hot path is measured in allocations.
     """
 
-    __slots__ = ("echo", "header", "server_send")
+    __slots__ = ("echo", "header", "scope_tokens", "server_send")
 
     server_send: Send
     header: bytes
     echo: bytes | None  # the response header's value, or None for no header
+    scope_tokens: ScopeTokens
 
     def send(self, message: Message) -> Awaitable[None]:
         """The server's ``send``, recording the response status and echoing the request ID.
@@ -176,6 +188,11 @@ class _ServedRequest(RequestState):
         sends per request would otherwise pay for two more coroutines.
         """
         kind = message["type"]
+        if kind == "http.response.body":
+            if message.get("more_body", False) or self.scope_tokens is None:
+                return self.server_send(message)
+            # The last message: see ``send_outside_request_scope`` for why.
+            return send_outside_request_scope(self.server_send, message, self.scope_tokens)
         if kind == "http.response.start" or kind == "websocket.accept":
             self.status = message.get("status", 101)
             self.ended_at = time()
@@ -193,6 +210,10 @@ class _ServedRequest(RequestState):
             self.status = message.get("code", 1000)
             self.ended_at = time()
         return self.server_send(message)
+
+
+async def _request_over(message: Message) -> None:
+    raise RuntimeError(f"ASGI message {message['type']!r} sent after the request was over")
 
 
 def _also_safe(validator: IdValidator) -> IdValidator:

@@ -160,3 +160,19 @@ class TestAroundTheSdksMiddleware:
         [event] = ingest.wait_for_events(1)
         assert event["tags"]["request_id"] == "r-msg"
         assert event["user"]["id"] == "user-2"
+
+
+async def test_each_request_is_a_trace_of_its_own(
+    sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    sentry_init()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        capture_message("in the request")
+        await ok(scope, receive, send)
+
+    middleware = SentryContextMiddleware(app)
+    await request(middleware)
+    await request(middleware)
+    first, second = ingest.wait_for_events(2)
+    assert first["contexts"]["trace"]["trace_id"] != second["contexts"]["trace"]["trace_id"]
