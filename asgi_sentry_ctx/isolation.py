@@ -194,23 +194,24 @@ def exit_request_scope(tokens: ScopeTokens) -> None:
 
 
 async def send_outside_request_scope(
-    send: Callable[[M], Awaitable[None]],
-    message: M,
-    tokens: Token[Any] | tuple[Token[Any], Token[Any]],
+    send: Callable[[M], Awaitable[None]], message: M, tokens: ScopeTokens
 ) -> None:
     """``send(message)`` outside the request's own Sentry scopes: for a response's last message.
 
-    ``tokens`` are those of the scopes :func:`enter_request_scope` forked. A
-    server may keep a copy of the context its ``send`` runs in: uvicorn arms
-    its keep-alive timer there, which holds the copy until the connection's
-    next request. The request's scopes held there would outlive it by that
-    long, get promoted by the garbage collector, and under load make it run
-    full collections of the whole heap: 15 ms pauses every few thousand
-    requests (see docs/performance.md). Should the SDK be called meanwhile,
-    it makes itself a scope that is thrown away after.
+    ``tokens`` are what :func:`enter_request_scope` returned. A server may
+    keep a copy of the context its ``send`` runs in: uvicorn arms its
+    keep-alive timer there, which holds the copy until the connection's next
+    request. The request's scopes held there would outlive it by that long,
+    get promoted by the garbage collector, and under load make it run full
+    collections of the whole heap: pauses of 15 ms (50 ms beside the SDK's
+    middleware, whose scopes are hidden too) every few thousand requests (see
+    docs/performance.md). Should the SDK be called meanwhile, it makes itself
+    a scope that is thrown away after.
     """
     isolation_token = _isolation_scope.set(None)
-    current_token = _current_scope.set(None) if isinstance(tokens, tuple) else None
+    # The current scope is the request's own when tracing forked it, or when
+    # the SDK's middleware made the scopes (``tokens`` is then ``None``).
+    current_token = _current_scope.set(None) if not isinstance(tokens, Token) else None
     try:
         await send(message)
     finally:

@@ -189,7 +189,7 @@ class _ServedRequest(RequestState):
         """
         kind = message["type"]
         if kind == "http.response.body":
-            if message.get("more_body", False) or self.scope_tokens is None:
+            if message.get("more_body", False):
                 return self.server_send(message)
             # The last message: see ``send_outside_request_scope`` for why.
             return send_outside_request_scope(self.server_send, message, self.scope_tokens)

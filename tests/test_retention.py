@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 import sentry_sdk
-from sentry_sdk.scope import Scope, _isolation_scope
+from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
+from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
 
 from asgi_sentry_ctx import SentryContextMiddleware, capture_message
 from asgi_sentry_ctx.state import RequestState, current_request
@@ -60,6 +61,24 @@ async def test_the_last_response_message_is_sent_outside_the_request_scope() -> 
     await SentryContextMiddleware(app)(http_scope(), receive, server_send)
     assert seen["http.response.start"] is seen["app"]
     assert seen["http.response.body"] is None
+
+
+async def test_inside_the_sdks_middleware_its_request_scopes_are_hidden_too(
+    sentry_init: SentryInit,
+) -> None:
+    sentry_init()
+    seen: dict[str, Any] = {}
+
+    async def server_send(message: Message) -> None:
+        seen[message["type"]] = (_isolation_scope.get(), _current_scope.get())
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["app"] = (sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope())
+        await ok(scope, receive, send)
+
+    await SentryAsgiMiddleware(SentryContextMiddleware(app))(http_scope(), receive, server_send)
+    assert seen["http.response.start"] == seen["app"]
+    assert seen["http.response.body"] == (None, None)
 
 
 async def test_app_code_after_the_last_message_runs_in_the_request_scope_again() -> None:
