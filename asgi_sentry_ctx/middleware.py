@@ -184,8 +184,10 @@ class _ServedRequest(RequestState):
     def send(self, message: Message) -> Awaitable[None]:
         """The server's ``send``, recording the response status and echoing the request ID.
 
-        It returns the server's awaitable rather than being a coroutine: two
-        sends per request would otherwise pay for two more coroutines.
+        It returns the server's awaitable rather than being a coroutine itself:
+        two sends per request would otherwise pay for two more coroutines. (The
+        last message alone is sent by a coroutine, outside the request's
+        Sentry scopes.)
         """
         kind = message["type"]
         if kind == "http.response.body":
@@ -203,8 +205,7 @@ class _ServedRequest(RequestState):
                         break
                 else:
                     # A copy: the app may send the same message object every time.
-                    # (Servers and frameworks send dicts; ``copy`` is their cheapest copy.)
-                    message = message.copy()  # type: ignore[attr-defined]
+                    message = dict(message)
                     message["headers"] = [*headers, (self.header, self.echo)]
         elif kind == "websocket.close":
             self.status = message.get("code", 1000)

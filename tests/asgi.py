@@ -50,6 +50,13 @@ def http_scope(
     }
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer a server's lifespan protocol: start-up and shutdown both succeed."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def ok(scope: Any, receive: Any, send: Any) -> None:
     """A bare ASGI app answering 200 ``ok``."""
     await send({"type": "http.response.start", "status": 200, "headers": []})

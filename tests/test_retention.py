@@ -27,7 +27,7 @@ from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
 from asgi_sentry_ctx import SentryContextMiddleware, capture_message
 from asgi_sentry_ctx.state import RequestState, current_request
 from asgi_sentry_ctx.testing import SentryIngest
-from tests.asgi import Message, http_scope, ok
+from tests.asgi import Message, http_scope, lifespan, ok
 from tests.conftest import SentryInit
 from tests.servers import serve
 
@@ -178,9 +178,7 @@ async def test_a_send_after_the_request_is_over_raises() -> None:
 
 async def served_ok(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     await ok(scope, receive, send)
 

@@ -19,15 +19,14 @@ from asgi_sentry_ctx import (
     set_user,
 )
 from asgi_sentry_ctx.testing import SentryIngest
+from tests.asgi import lifespan
 from tests.conftest import SentryInit
 from tests.servers import serve
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     if scope["type"] == "websocket":
         await receive()
