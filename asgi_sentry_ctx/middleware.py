@@ -117,10 +117,12 @@ class SentryContextMiddleware:
         finally:
             _current.reset(state_token)
             exit_request_scope(state.scope_tokens)
+            # A server may hold on to the request's context after the request
+            # (see ``send_outside_request_scope``), and with it this state: it
+            # must keep neither the server's per-request objects nor, through
+            # the scope tokens, the request task's whole context alive.
+            state.scope_tokens = None
             if app_send is not send:
-                # A server may hold on to the request's context after the
-                # request (see ``send_outside_request_scope``), and with it this
-                # state: it must not keep the server's per-request objects alive.
                 state.server_send = _request_over
 
     def _incoming_id(self, scope: Scope) -> str | None:

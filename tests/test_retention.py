@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import gc
 import time
+import types
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -133,7 +134,23 @@ async def test_a_streamed_body_is_sent_in_the_request_scope_until_its_last_chunk
     assert seen[2] is None
 
 
-async def test_a_context_copied_during_the_last_message_holds_no_request_scope() -> None:
+def reachable(root: object) -> list[object]:
+    """Everything ``root`` keeps alive through data (not through code: functions,
+    classes and modules reach the whole process)."""
+    seen: dict[int, object] = {id(root): root}
+    todo = [root]
+    while todo:
+        for child in gc.get_referents(todo.pop()):
+            if id(child) in seen or isinstance(
+                child, type | types.ModuleType | types.FunctionType | types.BuiltinFunctionType
+            ):
+                continue
+            seen[id(child)] = child
+            todo.append(child)
+    return list(seen.values())
+
+
+async def test_a_context_copied_during_the_last_message_keeps_no_scope_or_token_alive() -> None:
     copies: list[contextvars.Context] = []
 
     async def server_send(message: Message) -> None:
@@ -142,7 +159,12 @@ async def test_a_context_copied_during_the_last_message_holds_no_request_scope()
 
     await SentryContextMiddleware(ok)(http_scope(), receive, server_send)
     [copied] = copies
+    kept = reachable(copied)
     assert copied[_isolation_scope] is None
+    forked = request_scopes()
+    assert not [obj for obj in kept if any(obj is scope for scope in forked)]
+    # A token holds the whole context it was made in: the request task's.
+    assert not [obj for obj in kept if isinstance(obj, contextvars.Token)]
 
 
 async def test_the_request_lets_go_of_the_servers_send_once_it_is_over() -> None:
