@@ -1,7 +1,10 @@
 """Business context: which podcast, which episode, which action an event is about.
 
-Two kinds of fields, merged when an event is built:
+Three kinds of fields, merged when an event is built, most specific last:
 
+- Fields set outside any request (``set_business_context`` at start-up, or a
+  ``business_context`` block a request runs in) are defaults: a request's own
+  fields override them.
 - ``set_business_context`` inside a request sets fields for the rest of that
   request, wherever they are set: in the handler, a task it spawned or a
   worker thread (a sync view or dependency). Like ``set_user``, they belong to
@@ -69,7 +72,7 @@ def business_context(**fields: Any) -> Iterator[None]:
         transcribe(episode)
     ```
     """
-    token = _fields.set(_merged(_fields.get(), fields))
+    token = _fields.set(_merged(_enclosing_block(), fields))
     try:
         yield
     finally:
@@ -77,15 +80,33 @@ def business_context(**fields: Any) -> Iterator[None]:
 
 
 def current_business_context() -> Mapping[str, Any]:
-    """The business fields in force here: the request's, overlaid by enclosing blocks'."""
+    """The business fields in force here: outside any request's, the request's,
+    then the enclosing blocks' inside the request, each overriding the one before."""
     state = current_request()
-    request_fields = state.business if state is not None else None
     block_fields = _fields.get()
-    if not request_fields:
+    if state is None:
         return block_fields or {}
-    if not block_fields:
-        return request_fields
-    return {**request_fields, **block_fields}
+    base = state.base_business
+    request_fields = state.business
+    if block_fields is base:
+        block_fields = None  # no block entered inside the request
+    if not base:
+        if not block_fields:
+            return request_fields or {}
+        if not request_fields:
+            return block_fields
+        return {**request_fields, **block_fields}
+    return {**base, **(request_fields or {}), **(block_fields or {})}
+
+
+def _enclosing_block() -> Mapping[str, Any] | None:
+    # Inside a request, a block starts from the blocks entered inside it only:
+    # the fields in force outside the request are defaults, under the request's.
+    fields = _fields.get()
+    state = current_request()
+    if state is not None and fields is state.base_business:
+        return None
+    return fields
 
 
 def tag_value(value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,10 +16,17 @@ from asgi_sentry_ctx.state import current_request
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
 
-__all__ = ["capture_message", "mark_reported", "report_exception"]
+__all__ = ["capture_message", "mark_reported", "report_exception", "unwrap_exceptions"]
 
 _REPORTED = "__asgi_sentry_ctx_reported__"
 _MAX_CHAIN = 8
+
+Unwrap = Callable[[BaseException], BaseException | None]
+"""Given an exception, the one it wraps if it is a framework's wrapper, else ``None``."""
+
+# Wrappers the framework adapters declared (Litestar's "Exception caught after
+# response started"); read at report time, like the noise filter's types.
+_unwrappers: list[Unwrap] = []
 
 
 def capture_message(message: str, level: str = "info", **context: Any) -> str | None:
@@ -42,14 +50,17 @@ def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") 
     Used by the middleware for exceptions escaping the app, and by adapters
     whose framework turns exceptions into 500 responses inside the app. An
     exception some other integration (the SDK's own) captured earlier in the
-    request is not reported again. Never raises.
+    request is not reported again. A wrapper a framework put around the
+    app's exception (see :func:`unwrap_exceptions`) is reported as the
+    exception it wraps. Never raises.
     """
+    original = _original(exc)
     state = current_request()
-    if state is not None and state.reported is exc:
+    if state is not None and (state.reported is exc or state.reported is original):
         return
     try:
         event, hint = event_from_exception(
-            exc,
+            original,
             client_options=sentry_sdk.get_client().options,
             mechanism={"type": mechanism, "handled": False},
         )
@@ -57,8 +68,41 @@ def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") 
     except Exception:
         logger.exception("asgi_sentry_ctx: could not report an exception to Sentry")
     mark_reported(exc)
+    mark_reported(original)
     if state is not None:
-        state.reported = exc
+        state.reported = original
+
+
+def unwrap_exceptions(unwrap: Unwrap) -> None:
+    """Report the exception a framework's wrapper stands for, not the wrapper.
+
+    ``unwrap(exc)`` returns the exception ``exc`` wraps when ``exc`` is such a
+    wrapper, else ``None``. Some frameworks re-raise what the app raised
+    inside an exception of their own, once per layer (Litestar, after the
+    response started): the SDK reports a chain of those, which hides an
+    exception group's members, and a layer that re-raises ``from None``
+    (sentry-sdk's ASGI middleware) cuts the app's exception off the chain.
+    Process-wide and permanent, like ``ignore_exception_types``: meant for
+    framework adapters. Registering the same function twice has no effect.
+    """
+    if unwrap not in _unwrappers:
+        _unwrappers.append(unwrap)
+
+
+def _original(exc: BaseException) -> BaseException:
+    for _ in range(_MAX_CHAIN):
+        for unwrap in _unwrappers:
+            try:
+                inner = unwrap(exc)
+            except Exception:
+                logger.exception("asgi_sentry_ctx: an exception unwrapper failed")
+                inner = None
+            if inner is not None:
+                exc = inner
+                break
+        else:
+            return exc
+    return exc
 
 
 def mark_reported(exc: BaseException) -> None:

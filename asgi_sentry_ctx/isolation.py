@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sentry_sdk.scope
 from sentry_sdk.integrations.asgi import _asgi_middleware_applied
-from sentry_sdk.scope import Scope, _current_scope, _isolation_scope
+from sentry_sdk.scope import Scope, ScopeType, _current_scope, _isolation_scope
 from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
 
-from asgi_sentry_ctx.state import RequestState
+from asgi_sentry_ctx.business import _fields as _business_fields
+from asgi_sentry_ctx.state import RequestState, _current, current_request
 
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
@@ -33,6 +34,7 @@ __all__ = [
     "bind_context",
     "enter_request_scope",
     "exit_request_scope",
+    "record_process_base",
     "send_outside_request_scope",
 ]
 
@@ -40,19 +42,57 @@ P = ParamSpec("P")
 R = TypeVar("R")
 M = TypeVar("M")
 
+
+class _Rebased:
+    """What a request started from its base restores: the context it was handed."""
+
+    __slots__ = ("business", "current", "isolation", "request", "sdk_applied", "tokens")
+
+    request: Token[RequestState | None]
+    isolation: Token[Scope | None]
+    current: Token[Scope | None]
+    business: Token[Any]
+    sdk_applied: Token[bool]
+    tokens: ScopeTokens  # the request's own, inside the base
+
+
 # The isolation scope's token; with tracing, the current scope's too; ``None``
-# when the SDK's middleware made the scope. (No tuple in the common case: every
-# object a request holds counts towards the garbage collector's next pass.)
-ScopeTokens = Token[Any] | tuple[Token[Any], Token[Any]] | None
+# when the SDK's middleware made the scope; a ``_Rebased`` for a request
+# started from its base. (No tuple in the common case: every object a request
+# holds counts towards the garbage collector's next pass.)
+ScopeTokens = Token[Any] | tuple[Token[Any], Token[Any]] | _Rebased | None
+
+# The isolation scope in force where Sentry was initialised: the base of
+# requests whose own base is out of reach (see ``record_process_base``).
+_process_base: Scope | None = None
+
+
+def record_process_base() -> None:
+    """Remember the isolation scope in force here as the one outside any request.
+
+    Called by ``init_sentry`` at start-up. Inside sentry-sdk's own middleware,
+    the middleware never sees the scope the SDK forked a request's from: a
+    request started in a copy of such a request's context starts from this one.
+    """
+    global _process_base
+    if current_request() is None:  # a request's scope is no base
+        _process_base = Scope.get_isolation_scope()
 
 
 def enter_request_scope(state: RequestState) -> ScopeTokens:
     """Run the current request in its own Sentry scopes, enriched from ``state``.
 
-    Returns what :func:`exit_request_scope` needs to restore the previous scopes.
+    The request starts from what is in force outside any request, even when
+    the server starts it in a copy of another request's context (see
+    :func:`_enter_from_base`). Records that base on ``state``, and returns
+    what :func:`exit_request_scope` needs to restore the previous scopes.
     """
+    left_behind = current_request()
+    if left_behind is not None:
+        return _enter_from_base(state, left_behind)
     # The state is the request's event processor (``RequestState.__call__``).
     processor: EventProcessor = state  # type: ignore[assignment]
+    state.base_business = _business_fields.get()
     if _asgi_middleware_applied.get(False):
         # Inside the SDK's middleware, which forked both scopes for this request
         # already. The processor goes on the current scope: its processors run
@@ -60,10 +100,21 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
         # theirs later in the request, so our user and request data win over
         # their partial ones (Quart's sets a user id from quart-auth's private
         # state, for one).
+        isolation = _isolation_scope.get()
+        if isolation is not None and isolation._user is not None:
+            isolation._user = None  # a user set outside requests is not this request's
+        # The scope the SDK forked from is out of reach: the process's base
+        # stands in for it (see ``record_process_base``).
+        state.base_isolation = _process_base
         current = _current_scope.get() or Scope.get_current_scope()
         current._event_processors.append(processor)
         return None
-    isolation = _fork(_isolation_scope.get() or Scope.get_isolation_scope())
+    parent = _isolation_scope.get() or Scope.get_isolation_scope()
+    state.base_isolation = parent
+    state.base_current = _current_scope.get()
+    isolation = _fork(parent)
+    if isolation._user is not None:
+        isolation._user = None  # a user set outside requests is not this request's
     # The scope is this request's alone: the SDK's ``add_event_processor`` guard
     # against unbounded growth of a long-lived scope's list buys nothing here.
     isolation._event_processors.append(processor)
@@ -74,8 +125,35 @@ def enter_request_scope(state: RequestState) -> ScopeTokens:
         # Without tracing nothing the SDK writes to the current scope (spans)
         # reaches an event, so the second fork would buy nothing.
         return isolation_token
-    current = _current_scope.get() or Scope.get_current_scope()
+    current = state.base_current or Scope.get_current_scope()
     return isolation_token, _current_scope.set(_fork(current))
+
+
+def _enter_from_base(state: RequestState, left_behind: RequestState) -> _Rebased:
+    """Put back what ``left_behind``, the request in force, started from; then enter as usual.
+
+    A request state in force at a request's start means the server started
+    this request in a copy of another request's context: CPython's selector
+    transport re-registers a connection's reader, after pausing it for a
+    large body, in the context of the request that resumed it, so the next
+    request on that connection starts in a copy of it (python/cpython#140947,
+    uvicorn#2167), and pipelined requests can too (uvicorn#3158). Forking the
+    scopes in force would fork that request's user, tags and breadcrumbs; its
+    state recorded what it started from, which is this request's base too.
+    (Also taken by a request an app makes to an ASGI app in process: a request
+    of its own, it starts from the base as well.) The SDK's flag goes too: set
+    in the copy, it would make its middleware skip the request.
+    """
+    rebased = _Rebased()
+    rebased.request = _current.set(None)
+    base = left_behind.base_isolation or Scope(ty=ScopeType.ISOLATION)
+    rebased.isolation = _isolation_scope.set(base)
+    # The current scope left behind holds that request's span, if any.
+    rebased.current = _current_scope.set(left_behind.base_current)
+    rebased.business = _business_fields.set(left_behind.base_business)
+    rebased.sdk_applied = _asgi_middleware_applied.set(False)
+    rebased.tokens = enter_request_scope(state)
+    return rebased
 
 
 def _copy_scope(scope: Scope) -> Scope:
@@ -187,7 +265,14 @@ def exit_request_scope(tokens: ScopeTokens) -> None:
     """Restore the scopes that were in force before :func:`enter_request_scope`."""
     if tokens is None:
         return
-    if isinstance(tokens, tuple):
+    if isinstance(tokens, _Rebased):
+        exit_request_scope(tokens.tokens)
+        _asgi_middleware_applied.reset(tokens.sdk_applied)
+        _business_fields.reset(tokens.business)
+        _current_scope.reset(tokens.current)
+        _current.reset(tokens.request)
+        isolation_token = tokens.isolation
+    elif isinstance(tokens, tuple):
         isolation_token, current_token = tokens
         _current_scope.reset(current_token)
     else:

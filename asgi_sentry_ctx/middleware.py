@@ -228,9 +228,18 @@ def _also_safe(validator: IdValidator) -> IdValidator:
 
 
 def _with_request_id(scope: Scope, header: bytes, request_id: str) -> Scope:
-    # A rejected incoming ID (hostile, malformed, repeated or untrusted) is
-    # replaced in the scope the app sees too: otherwise it would reach Sentry
-    # through the event's request headers and the stack frames' local variables.
+    """``scope`` itself, its rejected incoming ID (hostile, malformed, repeated
+    or untrusted) replaced by ``request_id`` in its headers.
+
+    In place, not in a copy: what runs outside us holds this very dict.
+    sentry-sdk's middleware (outside ours whenever its framework integration
+    is on) reads an event's request headers from it when the event is built,
+    and a stack trace that reaches the frames out there sends their ``scope``
+    locals. The ASGI spec asks for a copy so that a change does not leak
+    upstream; here nothing upstream may keep the rejected value either. Only
+    the ``headers`` entry is rebound: the server's own list is left alone.
+    """
     headers = [(name, value) for name, value in scope["headers"] if name != header]
     headers.append((header, request_id.encode("ascii")))
-    return {**scope, "headers": headers}
+    scope["headers"] = headers
+    return scope

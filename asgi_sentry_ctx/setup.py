@@ -19,6 +19,7 @@ from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.utils import BadDsn, Dsn
 
+from asgi_sentry_ctx.isolation import record_process_base
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.noise import DEFAULT_NOISE_STATUS_CODES, BeforeSend, NoiseFilter
 from asgi_sentry_ctx.scrubbing import scrub_event
@@ -152,6 +153,7 @@ def init_sentry(
     except Exception as exc:
         logger.error("asgi_sentry_ctx: Sentry disabled: sentry_sdk.init failed: %s", exc)
         return False
+    record_process_base()
     if event_store is None:
         where = ""
     elif dsn is None:

@@ -23,6 +23,9 @@ class RequestState:
 
     __slots__ = (
         "asgi_scope",
+        "base_business",
+        "base_current",
+        "base_isolation",
         "breadcrumbs",
         "business",
         "ended_at",
@@ -55,6 +58,12 @@ class RequestState:
         self.business: Mapping[str, Any] | None = None
         self.user_cleared = False
         self.reported: BaseException | None = None
+        # What was in force outside any request when this one started (see
+        # ``isolation.enter_request_scope``): what a request that a server
+        # starts in a copy of this one's context must start from instead.
+        self.base_isolation: Any = None
+        self.base_current: Any = None
+        self.base_business: Mapping[str, Any] | None = None
 
     def __call__(self, event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
         """Apply this request's contribution to ``event``: the state is the request's

@@ -7,26 +7,29 @@ annotations of endpoints declared inside tests.)
 """
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Header
 from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
+from asgi_sentry_ctx import capture_message
 from asgi_sentry_ctx.adapters.fastapi import bind_user, install
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
 from tests.conftest import SentryInit
-from tests.events import events_before_marker
+from tests.events import as_json, events_before_marker
 from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
+    DEPENDENCIES,
     FRONTEND,
+    User,
     fastapi_app,
     handshake_request_id,
     sync_auth_threads,
@@ -34,6 +37,17 @@ from tests.starlette_apps import (
 
 ALICE = {"authorization": "Bearer alice-token"}
 BOB = {"authorization": "Bearer bob-token"}
+
+# Incoming request IDs the middleware rejects, each with the marker in it.
+# CR, LF and control characters never get past a real server's parser, so
+# these requests are made in-process, the way a server would hand them over.
+HOSTILE_MARKER = "zq7hostile"
+HOSTILE_IDS = {
+    "crlf": [b"zq7hostile\r\nSet-Cookie: stolen=1"],
+    "200-characters": [b"zq7hostile" + b"a" * 190],
+    "control-characters": [b"zq7hostile\x00\x1b[31m\x07"],
+    "repeated": [b"zq7hostile-1", b"zq7hostile-2"],
+}
 
 Init = Callable[..., None]
 
@@ -178,6 +192,32 @@ class TestEvents:
         assert_full_context(event, response.headers["x-request-id"], "/message")
 
 
+class TestRejectedRequestId:
+    """A rejected incoming ID is replaced everywhere, the SDK's own request block included."""
+
+    @pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+    def test_rejected_request_id_reaches_no_event(
+        self, sentry: Init, ingest: SentryIngest, hostile: str
+    ) -> None:
+        sentry()
+        app = fastapi_app("async")
+        headers = [(b"authorization", b"Bearer alice-token")]
+        headers += [(b"x-request-id", value) for value in HOSTILE_IDS[hostile]]
+
+        async def report() -> None:
+            await request(app, "/message", headers=headers)
+            await request(app, "/log", headers=headers)
+            with pytest.raises(RuntimeError, match="transcoder crashed"):
+                await request(app, "/fail", headers=headers)
+
+        asyncio.run(report())
+        events = events_before_marker(ingest)
+        assert len(events) == 3
+        for event in events:
+            assert HOSTILE_MARKER not in as_json(event)
+            assert event["request"]["headers"]["x-request-id"] == event["tags"]["request_id"]
+
+
 class TestNoise:
     """Reported client errors never reach Sentry: the app here reports every error it sees."""
 
@@ -277,27 +317,132 @@ class TestBindUser:
         schema = fastapi_app("async").openapi()
         assert schema["paths"]["/message"]["get"]["security"] == [{"HTTPBearer": []}]
 
-    def test_sync_dependency_stays_sync_and_async_stays_async(self) -> None:
-        def sync_user() -> None:
-            return None
+    def test_endpoint_receives_the_object_the_dependency_returned(self) -> None:
+        user = {"id": "u-1"}
+        received: list[object] = []
 
-        async def async_user() -> None:
-            return None
-
-        assert not asyncio.iscoroutinefunction(bind_user(sync_user))
-        assert asyncio.iscoroutinefunction(bind_user(async_user))
-
-    def test_dependency_that_yields_is_refused(self) -> None:
-        def session_user() -> Iterator[dict[str, str]]:
-            yield {"id": "u-1"}
-
-        with pytest.raises(TypeError, match="yields"):
-            bind_user(session_user)
-
-    def test_return_value_is_passed_through_unchanged(self) -> None:
-        user = object()
-
-        def get_user() -> object:
+        def get_user() -> dict[str, str]:
             return user
 
-        assert bind_user(get_user)() is user
+        app = FastAPI()
+
+        @app.get("/")
+        async def index(bound: Annotated[dict[str, str], Depends(bind_user(get_user))]) -> None:
+            received.append(bound)
+
+        asyncio.run(request(install(app), "/"))
+        assert received == [user]
+        assert received[0] is user
+
+    def test_user_is_read_only_when_an_event_is_built(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        reads: list[str] = []
+
+        class CountedUser:
+            def __getattr__(self, name: str) -> str:
+                reads.append(name)
+                if name == "id":
+                    return "u-counted"
+                raise AttributeError(name)
+
+        app = FastAPI()
+
+        @app.get("/{action}")
+        async def index(
+            action: str, user: Annotated[CountedUser, Depends(bind_user(CountedUser))]
+        ) -> None:
+            if action == "report":
+                capture_message("reported")
+
+        asyncio.run(request(install(app), "/quiet"))
+        assert reads == []
+        asyncio.run(request(app, "/report"))
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "u-counted"}
+
+
+def overriding_user(
+    x_test_user: Annotated[str, Header()] = "u-fake",
+) -> User:
+    """What a test puts in place of the auth dependency: the user it names, no token needed."""
+    return User(id=x_test_user, email=f"{x_test_user}@example.com", name="Fake")
+
+
+class TestDependencyOverrides:
+    """``app.dependency_overrides[original]`` applies to ``bind_user(original)``."""
+
+    def test_override_of_the_original_dependency_applies(self, kind: str) -> None:
+        app = fastapi_app(kind)
+        app.dependency_overrides[DEPENDENCIES[kind][0]] = overriding_user
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message")  # no token: only the override lets it in
+        assert (response.status_code, response.json()) == (200, {"id": "u-fake"})
+
+    def test_user_of_the_overriding_dependency_is_bound(
+        self, sentry: Init, ingest: SentryIngest, kind: str
+    ) -> None:
+        sentry()
+        app = fastapi_app(kind)
+        app.dependency_overrides[DEPENDENCIES[kind][0]] = overriding_user
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            client.get("/message")
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "u-fake"}
+
+    def test_dependencies_of_the_override_are_solved(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        app = fastapi_app("async")
+        app.dependency_overrides[DEPENDENCIES["async"][0]] = overriding_user
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message", headers={"X-Test-User": "u-carol"})
+        [event] = events_before_marker(ingest)
+        assert response.json() == {"id": "u-carol"}
+        assert event["user"] == {"id": "u-carol"}
+
+
+def yielding_app(kind: str, steps: list[str]) -> FastAPI:
+    """An app whose auth dependency (``kind``: sync or async) yields the user, then cleans up."""
+
+    def session_user_sync() -> Iterator[dict[str, str]]:
+        steps.append("opened")
+        yield {"id": "u-session"}
+        steps.append("closed")
+
+    async def session_user_async() -> AsyncIterator[dict[str, str]]:
+        steps.append("opened")
+        yield {"id": "u-session"}
+        steps.append("closed")
+
+    dependency = session_user_sync if kind == "sync" else session_user_async
+    app = FastAPI()
+
+    @app.get("/")
+    async def index(user: Annotated[dict[str, str], Depends(bind_user(dependency))]) -> str:
+        steps.append("endpoint")
+        capture_message("session used")
+        return user["id"]
+
+    return install(app)
+
+
+class TestYieldingDependency:
+    """A dependency that ``yield``s its user is bound, and FastAPI still cleans it up."""
+
+    def test_user_a_yielding_dependency_yields_is_bound(
+        self, sentry: Init, ingest: SentryIngest, kind: str
+    ) -> None:
+        sentry()
+        response = asyncio.run(request(yielding_app(kind, []), "/"))
+        [event] = events_before_marker(ingest)
+        assert response.body == b'"u-session"'
+        assert event["user"] == {"id": "u-session"}
+
+    def test_yielding_dependency_is_cleaned_up_after_the_endpoint(self, kind: str) -> None:
+        steps: list[str] = []
+        response = asyncio.run(request(yielding_app(kind, steps), "/"))
+        assert response.status == 200
+        assert steps == ["opened", "endpoint", "closed"]

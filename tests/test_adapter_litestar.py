@@ -2,7 +2,8 @@
 
 Every behaviour that involves errors runs twice: with only our plugin, and with
 sentry-sdk's own ``LitestarIntegration`` active too (it auto-enables wherever
-Litestar is installed, and has its own ``after_exception`` hook).
+Litestar is installed, and has its own ``after_exception`` hook). Litestar's own
+``JWTAuth`` and ``SessionAuth``, wired as its docs show, run in three SDK set-ups.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
 import pytest
-from litestar import Litestar, WebSocket, get, websocket
+from litestar import Litestar, Request, Response, WebSocket, get, post, websocket
+from litestar.background_tasks import BackgroundTask
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.exceptions import (
@@ -31,7 +34,14 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.params import FromQuery
+from litestar.middleware.session.server_side import (
+    ServerSideSessionBackend,
+    ServerSideSessionConfig,
+)
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+from litestar.security.jwt import JWTAuth, Token
+from litestar.security.session_auth import SessionAuth
 from pydantic import BaseModel
 from sentry_sdk.integrations.litestar import LitestarIntegration
 from sentry_sdk.integrations.logging import ignore_logger, unignore_logger
@@ -540,6 +550,219 @@ class TestCors:
         client = served(plugin=plugin, cors_config=CORSConfig(allow_origins=[self.ORIGIN]))
         response = client.get("/hello", headers={"Origin": self.ORIGIN})
         assert "access-control-expose-headers" not in response.headers
+
+
+# Litestar's own authentication, wired as Litestar's docs show it:
+# ``Litestar(..., on_app_init=[auth.on_app_init])``. Those hooks run before any
+# plugin's and put the auth middleware first, ahead of sentry-sdk's.
+
+
+async def user_from_token(
+    token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+) -> dict[str, str]:
+    add_breadcrumb("credentials accepted", category="auth")
+    return {"id": token.sub}
+
+
+async def user_from_session(
+    session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
+) -> dict[str, str] | None:
+    add_breadcrumb("credentials accepted", category="auth")
+    return {"id": session["user_id"]} if "user_id" in session else None
+
+
+JWT_AUTH = JWTAuth[dict[str, str]](
+    retrieve_user_handler=user_from_token,
+    token_secret="test-only-secret-0123456789abcdef",
+    exclude=["/sign-in"],
+)
+SESSION_AUTH = SessionAuth[dict[str, str], ServerSideSessionBackend](
+    retrieve_user_handler=user_from_session,
+    session_backend_config=ServerSideSessionConfig(),
+    exclude=["/sign-in"],
+)
+
+
+@post("/sign-in/{user_id:str}")
+async def sign_in(request: Request[Any, Any, Any], user_id: FromPath[str]) -> str:
+    request.set_session({"user_id": user_id})
+    return "signed in"
+
+
+@get("/episodes/{episode_id:str}/audio")
+async def stream_audio(episode_id: FromPath[str]) -> Stream:
+    set_business_context(podcast_id="p-1", episode_id=episode_id, action="stream")
+    return Stream(audio_chunks())
+
+
+async def audio_chunks() -> AsyncIterator[bytes]:
+    yield b"ID3"
+    raise RuntimeError("transcoder died mid-stream")
+
+
+@post("/episodes/{episode_id:str}/publish", status_code=202)
+async def publish_episode(episode_id: FromPath[str]) -> Response[str]:
+    set_business_context(podcast_id="p-1", episode_id=episode_id, action="publish")
+    return Response("accepted", background=BackgroundTask(notify_subscribers))
+
+
+async def notify_subscribers() -> None:
+    raise RuntimeError("mailer refused the batch")
+
+
+@get("/whoami")
+async def whoami() -> str:
+    capture_message("who am I")
+    return "ok"
+
+
+SDK_SETUPS: dict[str, dict[str, Any]] = {
+    # sentry-sdk's default: its LitestarIntegration enables itself.
+    "sdk-litestar-on": {},
+    # Not ``disabled_integrations``: in sentry-sdk 2.75 it only stops an
+    # integration's first set-up, and an earlier test has set this one up.
+    "sdk-litestar-off": {"auto_enabling_integrations": False},
+    # No SDK integration but the logging one init_sentry adds; no Dedupe either.
+    "no-default-integrations": {"default_integrations": False},
+}
+
+
+@pytest.fixture(params=list(SDK_SETUPS))
+def sdk_setup(
+    request: pytest.FixtureRequest, sentry_init: SentryInit, ingest: SentryIngest
+) -> None:
+    """``init_sentry`` posting to the ingest, in each SDK set-up.
+
+    ``sentry_init`` is requested for its clean-up: it flushes and resets the SDK.
+    """
+    assert init_sentry(
+        ingest.dsn,
+        environment="production",
+        traces_sample_rate=0.0,
+        transport_queue_size=10_000,
+        **SDK_SETUPS[request.param],
+    )
+
+
+@pytest.fixture(params=["jwt", "session"])
+def auth(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextmanager
+def signed_in(auth: str, user_id: str) -> Iterator[httpx.Client]:
+    """The app with Litestar's ``auth`` wired through ``on_app_init`` and our plugin,
+    under uvicorn, and a client signed in as ``user_id``.
+
+    Leaving the block stops the server, which waits for the requests' background
+    work: everything the server captured is queued by then.
+    """
+    config = JWT_AUTH if auth == "jwt" else SESSION_AUTH
+    app = Litestar(
+        route_handlers=[sign_in, stream_audio, publish_episode, whoami],
+        on_app_init=[config.on_app_init],
+        plugins=[SentryContextPlugin()],
+    )
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        if auth == "jwt":
+            client.headers["Authorization"] = f"Bearer {JWT_AUTH.create_token(identifier=user_id)}"
+        else:
+            assert client.post(f"/sign-in/{user_id}").status_code == 201
+        yield client
+
+
+@contextmanager
+def uvicorn_error_log() -> Iterator[list[logging.LogRecord]]:
+    """The records uvicorn logs on ``uvicorn.error`` while the block runs.
+
+    Enter it once the server runs: uvicorn's logging set-up replaces the handlers.
+    """
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    uvicorn_logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        uvicorn_logger.removeHandler(handler)
+
+
+def the_apps_exception(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's one RuntimeError, after checking no Litestar wrapper came with it."""
+    values = event["exception"]["values"]
+    assert "LitestarException" not in [v["type"] for v in values], values
+    [exc] = [v for v in values if v["type"] == "RuntimeError"]
+    return cast("dict[str, Any]", exc)
+
+
+def functions(exc: dict[str, Any]) -> list[str]:
+    return [frame["function"] for frame in exc["stacktrace"]["frames"]]
+
+
+@pytest.mark.usefixtures("sdk_setup")
+class TestLitestarAuthWiredThroughOnAppInit:
+    def test_streaming_body_error_is_one_event_with_the_apps_exception(
+        self, auth: str, ingest: SentryIngest
+    ) -> None:
+        with signed_in(auth, "u-7") as client, client.stream("GET", "/episodes/e-3/audio") as r:
+            assert r.status_code == 200  # sent before the body failed
+            request_id = r.headers["x-request-id"]
+            with pytest.raises(httpx.RemoteProtocolError):
+                r.read()
+        [event] = only_events_before_marker(ingest, 1)
+        exc = the_apps_exception(event)
+        assert exc["value"] == "transcoder died mid-stream"
+        assert functions(exc)[-1] == "audio_chunks"
+        assert event["tags"]["request_id"] == request_id
+        assert event["user"] == {"id": "u-7"}
+        assert event["contexts"]["business"] == {
+            "podcast_id": "p-1",
+            "episode_id": "e-3",
+            "action": "stream",
+        }
+
+    def test_background_task_error_is_one_event_with_the_apps_exception(
+        self, auth: str, ingest: SentryIngest
+    ) -> None:
+        with signed_in(auth, "u-8") as client:
+            response = client.post("/episodes/e-4/publish")
+        assert response.status_code == 202
+        [event] = only_events_before_marker(ingest, 1)
+        exc = the_apps_exception(event)
+        assert exc["value"] == "mailer refused the batch"
+        assert functions(exc)[-1] == "notify_subscribers"
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert event["user"] == {"id": "u-8"}
+        assert event["contexts"]["business"]["action"] == "publish"
+
+    def test_breadcrumb_recorded_during_authentication_is_on_the_requests_events(
+        self, auth: str, ingest: SentryIngest
+    ) -> None:
+        with signed_in(auth, "u-9") as client:
+            response = client.get("/whoami")
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert crumbs(event)[:2] == [("request", "GET /whoami"), ("auth", "credentials accepted")]
+
+    def test_uvicorn_logging_the_error_is_no_second_event(self, ingest: SentryIngest) -> None:
+        # uvicorn logs what escaped the app at ERROR on ``uvicorn.error``, and
+        # init_sentry's logging integration turns ERROR records into events:
+        # that record must not become a second event, without ignore_logger.
+        with (
+            signed_in("jwt", "u-10") as client,
+            uvicorn_error_log() as logged,
+            client.stream("GET", "/episodes/e-5/audio") as response,
+            pytest.raises(httpx.RemoteProtocolError),
+        ):
+            response.read()
+        assert [r.getMessage().strip() for r in logged] == ["Exception in ASGI application"]
+        [event] = only_events_before_marker(ingest, 1)
+        assert the_apps_exception(event)["value"] == "transcoder died mid-stream"
 
 
 def test_importing_the_adapter_does_not_import_litestar() -> None:

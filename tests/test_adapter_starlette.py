@@ -18,6 +18,7 @@ from sentry_sdk.integrations.starlette import StarletteIntegration
 from starlette.applications import Starlette
 from starlette.authentication import BaseUser, SimpleUser, UnauthenticatedUser
 from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.responses import PlainTextResponse
@@ -30,17 +31,33 @@ from asgi_sentry_ctx.adapters.starlette import install, starlette_user
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import http_scope, request
 from tests.conftest import SentryInit
-from tests.events import events_before_marker
+from tests.events import as_json, events_before_marker
 from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
     FRONTEND,
+    TokenBackend,
+    fail,
     handshake_request_id,
+    log,
+    message,
     starlette_app,
 )
 
 ALICE = {"authorization": "Bearer alice-token"}
 OPS = {"authorization": "Bearer ops-token"}
+
+# Incoming request IDs the middleware rejects. Each contains the marker, so
+# that any trace of one, whole or cut, is found wherever it lands. CR, LF and
+# control characters never get past a real server's parser, so these requests
+# are made in-process, the way a server would hand them to the app.
+HOSTILE_MARKER = "zq7hostile"
+HOSTILE_IDS = {
+    "crlf": [b"zq7hostile\r\nSet-Cookie: stolen=1"],
+    "200-characters": [b"zq7hostile" + b"a" * 190],
+    "control-characters": [b"zq7hostile\x00\x1b[31m\x07"],
+    "repeated": [b"zq7hostile-1", b"zq7hostile-2"],
+}
 
 Init = Callable[..., None]
 
@@ -111,8 +128,8 @@ class TestUser:
     def test_user_is_found_when_an_invalid_request_id_is_replaced(
         self, sentry: Init, ingest: SentryIngest
     ) -> None:
-        # The middleware then hands the app a copy of the scope: the user
-        # AuthenticationMiddleware puts in that copy must still be read.
+        # The middleware then rewrites the scope's headers: the user
+        # AuthenticationMiddleware puts in that scope must still be read.
         sentry()
         with serve(starlette_app()) as url, httpx.Client(base_url=url) as client:
             response = client.get("/message", headers={**ALICE, "X-Request-ID": "bad id!"})
@@ -217,6 +234,43 @@ class TestEvents:
         [event] = events_before_marker(ingest)
         assert response.status_code == 503
         assert event["tags"]["request_id"] == response.headers["x-request-id"]
+
+
+def added_with_add_middleware() -> Starlette:
+    """The app with the middleware added by ``add_middleware``, inside ServerErrorMiddleware."""
+    app = Starlette(
+        routes=[Route("/message", message), Route("/fail", fail), Route("/log", log)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=TokenBackend())],
+    )
+    app.add_middleware(SentryContextMiddleware, user_extractor=starlette_user)
+    return app
+
+
+async def report_with_incoming_ids(app: Any, values: list[bytes]) -> None:
+    """A message, a logged error and an exception, each in a request with these IDs."""
+    headers = [(b"authorization", b"Bearer alice-token")]
+    headers += [(b"x-request-id", value) for value in values]
+    await request(app, "/message", headers=headers)
+    await request(app, "/log", headers=headers)
+    with pytest.raises(RuntimeError, match="transcoder crashed"):
+        await request(app, "/fail", headers=headers)
+
+
+class TestRejectedRequestId:
+    """A rejected incoming ID is replaced everywhere, the SDK's own request block included."""
+
+    @pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+    @pytest.mark.parametrize("build", [starlette_app, added_with_add_middleware])
+    def test_rejected_request_id_reaches_no_event(
+        self, sentry: Init, ingest: SentryIngest, build: Callable[[], Any], hostile: str
+    ) -> None:
+        sentry()
+        asyncio.run(report_with_incoming_ids(build(), HOSTILE_IDS[hostile]))
+        events = events_before_marker(ingest)
+        assert len(events) == 3
+        for event in events:
+            assert HOSTILE_MARKER not in as_json(event)
+            assert event["request"]["headers"]["x-request-id"] == event["tags"]["request_id"]
 
 
 class TestWebsocket:

@@ -277,3 +277,75 @@ async def test_request_fields_end_with_the_request() -> None:
 
     await request(SentryContextMiddleware(app))
     assert current_business_context() == {}
+
+
+class TestFieldsSetOutsideAnyRequest:
+    """Start-up fields are defaults: outside < the request's own < blocks inside the request."""
+
+    async def test_the_requests_own_fields_override_them(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        set_business_context(service="api", podcast_id="default")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_business_context(podcast_id="123")
+            capture_message("in the request")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app))
+        [event] = ingest.wait_for_events(1)
+        assert event["contexts"]["business"] == {"service": "api", "podcast_id": "123"}
+        assert event["tags"]["podcast_id"] == "123"
+
+    async def test_a_block_a_request_runs_in_is_a_default_too(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_business_context(action="upload")
+            capture_message("in the request")
+            await ok(scope, receive, send)
+
+        with business_context(action="default", service="api"):
+            await request(SentryContextMiddleware(app))
+        [event] = ingest.wait_for_events(1)
+        assert event["contexts"]["business"] == {"action": "upload", "service": "api"}
+
+    async def test_a_block_inside_the_request_overrides_the_requests_fields_and_them(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        set_business_context(action="default", service="api")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_business_context(action="sync", podcast_id="p-1")
+            with business_context(action="transcribe"), business_context(episode_id="e-1"):
+                capture_message("inside")
+            capture_message("after")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app))
+        inside, after = ingest.wait_for_events(2)
+        assert inside["contexts"]["business"] == {
+            "action": "transcribe",
+            "service": "api",
+            "podcast_id": "p-1",
+            "episode_id": "e-1",
+        }
+        assert after["contexts"]["business"] == {
+            "action": "sync",
+            "service": "api",
+            "podcast_id": "p-1",
+        }
+
+    async def test_they_are_in_force_again_after_the_request(self) -> None:
+        set_business_context(podcast_id="default")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_business_context(podcast_id="123")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app))
+        assert current_business_context() == {"podcast_id": "default"}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 import sentry_sdk
+from sentry_sdk.integrations.logging import LoggingIntegration
 
 from asgi_sentry_ctx import SentryContextMiddleware, capture_message, set_business_context
-from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.capture import report_exception, unwrap_exceptions
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import ok, request
 from tests.conftest import SentryInit
@@ -18,6 +20,24 @@ from tests.events import events_before_marker
 
 class Boom(Exception):
     pass
+
+
+class CaughtAfterResponseStarted(Exception):
+    """A framework's wrapper around what the app raised (Litestar has one)."""
+
+
+class UnwrapperFails(Exception):
+    """Raised where the unwrapper below is broken for it."""
+
+
+def _framework_wrapper(exc: BaseException) -> BaseException | None:
+    if isinstance(exc, UnwrapperFails):
+        raise LookupError("a broken unwrapper")
+    return exc.__cause__ if isinstance(exc, CaughtAfterResponseStarted) else None
+
+
+# Process-wide, as adapters register theirs; it only knows this module's types.
+unwrap_exceptions(_framework_wrapper)
 
 
 class TestEscapingExceptions:
@@ -89,6 +109,38 @@ class TestEscapingExceptions:
         [event] = events_before_marker(ingest)
         assert event["exception"]["values"][0]["mechanism"]["type"] == "framework"
 
+    async def test_a_framework_wrapper_is_reported_as_the_exception_it_wraps(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                raise Boom("the app's own")
+            except Boom as exc:
+                raise CaughtAfterResponseStarted("wrapped by the framework") from exc
+
+        with pytest.raises(CaughtAfterResponseStarted):
+            await request(SentryContextMiddleware(app))
+        [event] = events_before_marker(ingest)
+        [exception] = event["exception"]["values"]
+        assert (exception["type"], exception["value"]) == ("Boom", "the app's own")
+        assert exception["stacktrace"]["frames"][-1]["function"] == "app"
+
+    async def test_a_failing_unwrapper_leaves_the_exception_reported_as_raised(
+        self, sentry_init: SentryInit, ingest: SentryIngest, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise UnwrapperFails("still reported")
+
+        with pytest.raises(UnwrapperFails):
+            await request(SentryContextMiddleware(app))
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][-1]["value"] == "still reported"
+        assert any("unwrapper failed" in r.getMessage() for r in caplog.records)
+
     async def test_report_exception_outside_a_request_reports(
         self, sentry_init: SentryInit, ingest: SentryIngest
     ) -> None:
@@ -128,6 +180,59 @@ class TestEscapingExceptions:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert events_before_marker(ingest) == []
+
+
+class JobFailed(Exception):
+    """What a job runner raises around the error that stopped a job."""
+
+
+def reported_outside_a_request(message: str) -> Boom:
+    """An exception raised and reported where no request runs (a job, a startup task)."""
+    try:
+        raise Boom(message)
+    except Boom as exc:
+        report_exception(exc)
+        return exc
+
+
+class TestReportedOutsideARequest:
+    """No request's event processor runs here: the mark ``report_exception`` leaves on
+    the exception is all that keeps a later log of it from being a second event."""
+
+    def test_logged_again_without_the_sdk_dedupe_it_is_one_event(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        # Not ``disabled_integrations``: sentry-sdk 2.75 ignores it for an
+        # integration an earlier ``init`` in the process has set up.
+        sentry_init(default_integrations=False, integrations=[LoggingIntegration()])
+        error = reported_outside_a_request("nightly import failed")
+        logging.getLogger("jobs").error("job failed", exc_info=error)
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["mechanism"]["type"] == "asgi_sentry_ctx"
+
+    def test_logged_again_after_another_error_it_is_one_event(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        # The SDK's Dedupe is on, but it only drops the error it saw last.
+        sentry_init()
+        error = reported_outside_a_request("nightly import failed")
+        reported_outside_a_request("cleanup failed")
+        logging.getLogger("jobs").error("job failed", exc_info=error)
+        messages = [e["exception"]["values"][0]["value"] for e in events_before_marker(ingest)]
+        assert messages == ["nightly import failed", "cleanup failed"]
+
+    def test_logged_again_wrapped_it_is_one_event(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        # The SDK's Dedupe is on, but the logged exception is another object.
+        sentry_init()
+        error = reported_outside_a_request("feed fetch failed")
+        try:
+            raise JobFailed("import job failed") from error
+        except JobFailed as wrapped:
+            logging.getLogger("jobs").error("job failed", exc_info=wrapped)
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][-1]["value"] == "feed fetch failed"
 
 
 class TestCaptureMessage:

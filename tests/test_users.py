@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pydantic
 import pytest
+import sentry_sdk
 
 from asgi_sentry_ctx import (
     SentryContextMiddleware,
@@ -36,6 +37,44 @@ def capturing(*messages: str, before: Any = None) -> Any:
 
 # ``send_default_pii`` is deprecated in sentry-sdk 2.7x but still honoured: it is tested on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:The send_default_pii option is deprecated")
+
+
+class TestAUserSetOutsideAnyRequest:
+    """Belongs to events outside requests, never to a request's."""
+
+    async def test_is_not_the_user_of_a_requests_events(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope():  # the start-up's scope, this test's alone
+            set_user("worker-user")
+            await request(SentryContextMiddleware(capturing("in the request")))
+        [event] = ingest.wait_for_events(1)
+        assert "user" not in event
+
+    async def test_is_the_user_of_events_outside_requests(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope():
+            set_user("worker-user")
+            await request(SentryContextMiddleware(capturing("in the request")))
+            capture_message("outside")
+        _, outside = ingest.wait_for_events(2)
+        assert outside["user"] == {"id": "worker-user"}
+
+    async def test_yields_to_the_requests_extractor(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope():
+            set_user("worker-user")
+            app = SentryContextMiddleware(
+                capturing("in the request"), user_extractor=lambda scope: "from-auth"
+            )
+            await request(app)
+        [event] = ingest.wait_for_events(1)
+        assert event["user"] == {"id": "from-auth"}
 
 
 class TestSetUser:

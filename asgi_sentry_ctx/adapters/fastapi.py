@@ -1,24 +1,23 @@
 """FastAPI: the Starlette adapter, FastAPI's noise, and the user an auth dependency returns.
 
-Most FastAPI apps authenticate in a dependency, after every middleware ran,
-and FastAPI runs a sync dependency in a worker thread. :func:`bind_user` wraps
-such a dependency so that the user it returns is attached to the events of
-that request, wherever the dependency ran: the request's state is one shared
-object, so a worker thread's write reaches it.
+Most FastAPI apps authenticate in a dependency, after every middleware ran.
+:func:`bind_user` puts a small dependency on top of such a dependency, so
+that the user it returns becomes the user of that request's events while
+FastAPI still solves the dependency itself: its overrides, its worker thread
+and its clean-up stay FastAPI's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from asgi_sentry_ctx.adapters.starlette import install as install_starlette
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.noise import ignore_exception_types
+from asgi_sentry_ctx.state import current_request
 from asgi_sentry_ctx.users import set_user, user_from
 
 if TYPE_CHECKING:
@@ -27,12 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["bind_user", "install"]
 
 AppT = TypeVar("AppT", bound="FastAPI")
-D = TypeVar("D", bound=Callable[..., Any])
 
 # One wrapper per dependency, so that ``Depends(bind_user(get_user))`` written
 # in several places is one dependency to FastAPI, solved once per request.
-_wrappers: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-_ASSIGNED = ("__module__", "__name__", "__qualname__", "__doc__")
+_wrappers: WeakKeyDictionary[Any, Callable[..., Awaitable[Any]]] = WeakKeyDictionary()
 
 
 def install(app: AppT, **options: Any) -> AppT:
@@ -50,55 +47,59 @@ def install(app: AppT, **options: Any) -> AppT:
     return install_starlette(app, **options)
 
 
-def bind_user(dependency: D) -> D:
-    """Wrap an auth dependency so that the user it returns is the user of the request's events.
+def bind_user(dependency: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A dependency returning what ``dependency`` returns, bound as the request's user.
 
     One line where the dependency is declared::
 
         CurrentUser = Annotated[User, Depends(bind_user(get_current_user))]
 
-    The wrapper has the dependency's signature and kind (``async def`` or plain
-    ``def``, which FastAPI still runs in a worker thread) and returns what it
-    returns. The user may be a pydantic model, a dataclass, a dict or any
-    object with an id-like attribute (see :func:`asgi_sentry_ctx.user_from`);
-    ``None`` (optional auth, anonymous) binds nothing. Dependencies that
-    ``yield`` are not supported: call :func:`asgi_sentry_ctx.set_user` inside those.
+    Its one parameter is ``Depends(dependency)``: FastAPI solves
+    ``dependency`` as it would without us (sub-dependencies and security
+    schemes, a plain ``def`` in a worker thread, the clean-up of one that
+    ``yield``s, and ``app.dependency_overrides[dependency]``, whose user is
+    then the one bound), and a plain ``Depends(dependency)`` elsewhere in the
+    request shares its result.
+
+    The user may be a pydantic model, a dataclass, a dict or any object with
+    an id-like attribute (see :func:`asgi_sentry_ctx.user_from`); it is read
+    only when an event is built, so a request that reports nothing pays for
+    no conversion. ``None`` (optional auth, anonymous) binds nothing.
     """
     try:
-        return cast("D", _wrappers[dependency])
+        return _wrappers[dependency]
     except (KeyError, TypeError):
         pass
-    if _is_generator(dependency):
-        raise TypeError(
-            "bind_user() cannot wrap a dependency that yields; call "
-            "asgi_sentry_ctx.set_user() inside it instead"
-        )
-    bound: Callable[..., Any]
-    if _is_async(dependency):
-        call_async = cast("Callable[..., Awaitable[Any]]", dependency)
+    from fastapi import Depends
 
-        async def bound(*args: Any, **kwargs: Any) -> Any:
-            user = await call_async(*args, **kwargs)
-            _bind(user)
-            return user
+    solved = Depends(dependency)
 
-    else:
+    # ``async``, whatever the dependency's kind: it only records an object,
+    # so it runs on the event loop instead of taking a worker thread.
+    async def bound(user: Any = solved) -> Any:
+        _bind(user)
+        return user
 
-        def bound(*args: Any, **kwargs: Any) -> Any:
-            user = dependency(*args, **kwargs)
-            _bind(user)
-            return user
-
-    # ``__wrapped__`` is how FastAPI finds the parameters (and so the
-    # sub-dependencies, security schemes and annotations) of the original.
-    functools.update_wrapper(bound, dependency, assigned=_ASSIGNED, updated=())
     # Not weak-referenceable or not hashable: simply not shared.
     with contextlib.suppress(TypeError):
         _wrappers[dependency] = bound
-    return cast("D", bound)
+    return bound
 
 
 def _bind(user: Any) -> None:
+    if user is None:
+        return
+    state = current_request()
+    if state is not None:
+        # The request's user, read by the event processor when (if ever) an
+        # event is built: turning a pydantic model into Sentry's user costs
+        # more than the rest of the binding. An explicit ``set_user`` later
+        # in the request still wins, as it does over any extractor.
+        state.user_extractor = lambda _scope: user
+        state.user = None
+        state.user_cleared = False
+        return
+    # Not under the middleware (no ``install``): the Sentry scope is all there is.
     try:
         found = user_from(user)
         if found is not None:
@@ -106,16 +107,3 @@ def _bind(user: Any) -> None:
     except Exception:
         # The request goes on: a user missing from events beats a failed request.
         logger.exception("asgi_sentry_ctx: could not bind the user returned by a dependency")
-
-
-def _is_async(call: Any) -> bool:
-    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
-        getattr(call, "__call__", None)  # noqa: B004  # a callable instance (a security class)
-    )
-
-
-def _is_generator(call: Any) -> bool:
-    dunder_call = getattr(call, "__call__", None)  # noqa: B004
-    return any(
-        inspect.isgeneratorfunction(c) or inspect.isasyncgenfunction(c) for c in (call, dunder_call)
-    )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.integrations.logging import ignore_logger
 
-from asgi_sentry_ctx.capture import report_exception
+from asgi_sentry_ctx.capture import report_exception, unwrap_exceptions
 from asgi_sentry_ctx.middleware import ASGIApp, Receive, Scope, Send, SentryContextMiddleware
 from asgi_sentry_ctx.noise import ignore_exception_types
 from asgi_sentry_ctx.state import UserExtractor
@@ -28,7 +28,7 @@ from asgi_sentry_ctx.state import UserExtractor
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
 
-__all__ = ["SentryContextPlugin"]
+__all__ = ["SentryContextPlugin", "UserGetter"]
 
 UserGetter = Callable[[Any], Any]
 """Given Litestar's user (``request.user``), return an id, a dict or an object with an id."""
@@ -41,9 +41,14 @@ class SentryContextPlugin:
 
     - adds :class:`~asgi_sentry_ctx.SentryContextMiddleware` as the outermost
       route middleware (right inside sentry-sdk's own, when its
-      ``LitestarIntegration`` is on), with an exception handler just inside
-      it: an exception raised by a deeper middleware (authentication, say)
-      becomes its response within the request's context and request ID;
+      ``LitestarIntegration`` is on: that one goes back to the front when an
+      ``on_app_init`` hook, such as ``JWTAuth.on_app_init``, put middleware
+      before it), with an exception handler just inside it: an exception
+      raised by a deeper middleware (authentication, say) becomes its response
+      within the request's context and request ID;
+    - reports an exception raised after the response started (a streaming
+      body, a background task) as the app raised it, not as the
+      ``LitestarException`` wrappers Litestar re-raises it in, one per layer;
     - adds an ``after_exception`` hook that reports each unhandled exception
       once, with the request's context (Litestar turns them into 500 responses
       before any outer middleware could see them). ``HTTPException`` with a
@@ -120,10 +125,14 @@ class SentryContextPlugin:
             inner = cast("ASGIApp", wrap_in_exception_handler(app))
             return SentryContextMiddleware(inner, **options)
 
-        middleware = app_config.middleware
-        middleware.insert(
-            1 if middleware and _is_sdk_middleware(middleware[0]) else 0, sentry_context_middleware
-        )
+        # sentry-sdk's middleware first, then ours, then the rest in their order.
+        # Auth configs insert theirs at the front in ``on_app_init`` hooks, which
+        # run before plugins: left there, authentication would run outside both
+        # and the SDK's scope fork, inside ours, would drop what it recorded.
+        sdk = [m for m in app_config.middleware if _is_sdk_middleware(m)]
+        rest = [m for m in app_config.middleware if not _is_sdk_middleware(m)]
+        app_config.middleware = [*sdk, sentry_context_middleware, *rest]
+        unwrap_exceptions(_raised_after_response_started)
 
         failed = self.failed_request_status_codes
 
@@ -186,6 +195,22 @@ def _is_sdk_middleware(middleware: Any) -> bool:
     except Exception:  # DidNotEnable: an SDK that cannot integrate this Litestar
         return False
     return middleware is SentryLitestarASGIMiddleware
+
+
+def _raised_after_response_started(exc: BaseException) -> BaseException | None:
+    # Each of Litestar's exception handlers (one per route stack, one inside
+    # our middleware, one around the router) re-raises what it caught after
+    # the response started as ``LitestarException(...) from exc``. A layer
+    # that re-raises ``from None`` (sentry-sdk's ASGI middleware) clears the
+    # cause, but not the context: the wrapper was raised while handling it.
+    from litestar.exceptions import LitestarException
+
+    if type(exc) is LitestarException and exc.detail == _AFTER_RESPONSE_STARTED:
+        return exc.__cause__ or exc.__context__
+    return None
+
+
+_AFTER_RESPONSE_STARTED = "Exception caught after response started"
 
 
 async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:

@@ -47,9 +47,6 @@ class TargetTraits:
     """Background tasks start after the response was sent (else: concurrently)."""
     response_before_report: bool
     """An exception's 500 response is sent before the exception is reported."""
-    sdk_records_raw_headers: bool = False
-    """sentry-sdk's own ASGI middleware runs outside ours and puts the request
-    headers as the client sent them (a rejected incoming ID too) in the event."""
     app_makes_error_response: bool = True
     """The app answers an exception with a 500 (else it escapes to the server,
     whose 500 no middleware sees, so it carries no request-ID header)."""

@@ -377,3 +377,10 @@ def batches(
     return sizes.flatmap(
         lambda size: st.lists(request_plans(hostile), min_size=size, max_size=size).map(tuple)
     )
+
+
+def handovers(size: int) -> st.SearchStrategy[tuple[int | None, ...]]:
+    """For each of ``size`` requests, ``None`` or the index of an earlier request
+    whose context it starts in a copy of (the first request starts in none)."""
+    earlier = [st.none() | st.integers(0, i - 1) for i in range(1, size)]
+    return st.tuples(st.none(), *earlier)

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -83,8 +83,13 @@ class Rig:
         finally:
             self.runner.close()
 
-    def check(self, batch: Batch) -> None:
-        """Run ``batch`` and assert everything the property promises."""
+    def check(self, batch: Batch, handed_from: Sequence[int | None] = ()) -> None:
+        """Run ``batch`` and assert everything the property promises.
+
+        ``handed_from`` (in-process only): for each request, ``None`` or the
+        earlier request whose context the server hands it (see ``Outgoing``).
+        """
+        assert not handed_from or (self.url is None and len(handed_from) == len(batch))
         nonce = next(_nonces)
         plans = [*batch, CLEAN_PLAN]
         names = [Names(nonce, i) for i in range(len(plans))]
@@ -95,7 +100,9 @@ class Rig:
         ]
         self.harness.runs = {n.path: r for n, r in zip(names, runs, strict=True)}
         try:
-            outcomes = self.runner.run(self._isolated(runs), context=self._pristine.copy())
+            outcomes = self.runner.run(
+                self._isolated(runs, handed_from), context=self._pristine.copy()
+            )
             checks.check_outcomes(models, outcomes)
             events = self._received(names[-1])
             self._check(models, runs, outcomes, events)
@@ -110,15 +117,22 @@ class Rig:
                 self.harness.runs = {}
                 self.ingest.clear()
 
-    async def _isolated(self, runs: list[RequestRun]) -> list[Outcome]:
+    async def _isolated(
+        self, runs: list[RequestRun], handed_from: Sequence[int | None]
+    ) -> list[Outcome]:
         with sentry_sdk.isolation_scope():
-            return await self._send(runs)
+            return await self._send(runs, handed_from)
 
-    async def _send(self, runs: list[RequestRun]) -> list[Outcome]:
+    async def _send(
+        self, runs: list[RequestRun], handed_from: Sequence[int | None]
+    ) -> list[Outcome]:
         before = checks.scope_fingerprint()
         tasks_before = asyncio.all_tasks()
         batch, clean = runs[:-1], runs[-1]
-        outgoing = [_outgoing(run) for run in batch]
+        outgoing = [
+            _outgoing(run, source)
+            for run, source in zip(batch, handed_from or [None] * len(batch), strict=True)
+        ]
         if self.url is None:
             outcomes = await drive_in_process(self.app, outgoing)
         else:
@@ -176,12 +190,12 @@ async def _call(app: ASGIApp, scope: Any, receive: Any, send: Any) -> None:
     await app(scope, receive, send)
 
 
-def _outgoing(run: RequestRun) -> Outgoing:
+def _outgoing(run: RequestRun, handed_from: int | None = None) -> Outgoing:
     names, plan = run.names, run.plan
     headers = [(b"x-request-id", value) for value in names.incoming_headers(plan.incoming)]
     if plan.authenticated:
         headers.append((b"authorization", f"Bearer {names.auth_user}".encode()))
-    return Outgoing(names.path, tuple(headers), plan.start_turns)
+    return Outgoing(names.path, tuple(headers), plan.start_turns, handed_from)
 
 
 def _tracked(app: ASGIApp, harness: Harness) -> ASGIApp:

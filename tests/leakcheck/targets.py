@@ -11,7 +11,6 @@ exactly as the docs show; the raw target wraps the core middleware itself.
 
 # No ``from __future__ import annotations``: FastAPI and Litestar read the
 # handlers' annotations at runtime, and the handlers are defined in functions.
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -162,7 +161,7 @@ def build_raw_in_sdk(harness: Harness) -> ASGIApp:
 
 RAW_IN_SDK = Target(
     "raw-in-sdk-asgi",
-    dataclasses.replace(RAW.traits, sdk_records_raw_headers=True),
+    RAW.traits,
     build_raw_in_sdk,
     anyio_pool,
 )
