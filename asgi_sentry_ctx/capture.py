@@ -45,19 +45,22 @@ def capture_message(message: str, level: str = "info", **context: Any) -> str | 
 
 
 def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") -> None:
-    """Report ``exc`` as unhandled, unless it was reported already in this request.
+    """Report ``exc`` as unhandled, unless it reached Sentry already.
 
     Used by the middleware for exceptions escaping the app, and by adapters
-    whose framework turns exceptions into 500 responses inside the app. An
-    exception some other integration (the SDK's own) captured earlier in the
-    request is not reported again. A wrapper a framework put around the
+    whose framework turns exceptions into 500 responses inside the app, or
+    reports them outside any request (Quart's background tasks). An exception
+    some other integration (the SDK's own) captured earlier is not reported
+    again. A wrapper a framework put around the
     app's exception (see :func:`unwrap_exceptions`) is reported as the
     exception it wraps. Never raises.
     """
     original = _original(exc)
+    if getattr(original, _REPORTED, False):
+        return
     state = current_request()
     if state is not None and (state.reported is exc or state.reported is original):
-        return
+        return  # an exception that refuses the mark
     try:
         event, hint = event_from_exception(
             original,
@@ -67,8 +70,10 @@ def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") 
         sentry_sdk.capture_event(event, hint=hint)
     except Exception:
         logger.exception("asgi_sentry_ctx: could not report an exception to Sentry")
-    mark_reported(exc)
-    mark_reported(original)
+    # ``_report_once`` marked ``original`` on its way through the processors;
+    # the wrapper too is reported, should an outer layer capture it again.
+    if exc is not original:
+        mark_reported(exc)
     if state is not None:
         state.reported = original
 
@@ -106,28 +111,40 @@ def _original(exc: BaseException) -> BaseException:
 
 
 def mark_reported(exc: BaseException) -> None:
-    """Remember on ``exc`` itself that it reached Sentry, for :func:`_drop_logged_duplicate`."""
+    """Remember on ``exc`` itself that it reached Sentry (see :func:`_report_once`)."""
     # An exception type that refuses attributes leaves the SDK's Dedupe as the only guard.
     with suppress(Exception):
         setattr(exc, _REPORTED, True)
 
 
-def _drop_logged_duplicate(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    # After the middleware re-raises, the server logs the same error ("Exception
-    # in ASGI application"), sometimes wrapped first (Litestar): with the
-    # logging integration that is a second event for one error, and the SDK's
-    # Dedupe misses it when the object differs or another error came between.
-    if not hint or "log_record" not in hint:
-        return event
-    exc_info = hint.get("exc_info")
+def _report_once(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """One event per exception, whoever captures it first; later captures are dropped.
+
+    Two reporters can see one exception: an SDK integration and our adapter
+    both listening to Quart's exception signals, outside any request; the
+    middleware re-raising what it reported, which the server then logs
+    ("Exception in ASGI application"), sometimes wrapped first (Litestar): with
+    the logging integration that is a second event. The SDK's Dedupe misses
+    these when the object differs, another error came between, or the default
+    integrations are off. A logged exception counts as a duplicate when any
+    exception of its chain was reported.
+    """
+    exc_info = hint.get("exc_info") if hint else None
     exc = exc_info[1] if exc_info else None
-    for _ in range(_MAX_CHAIN):
-        if exc is None:
-            break
-        if getattr(exc, _REPORTED, False):
-            return None
-        exc = exc.__cause__ or exc.__context__
+    if exc is None:
+        return event
+    if "log_record" in hint:
+        link: BaseException | None = exc
+        for _ in range(_MAX_CHAIN):
+            if link is None:
+                break
+            if getattr(link, _REPORTED, False):
+                return None
+            link = link.__cause__ or link.__context__
+    elif getattr(exc, _REPORTED, False):
+        return None
+    mark_reported(exc)
     return event
 
 
-add_global_event_processor(cast("EventProcessor", _drop_logged_duplicate))
+add_global_event_processor(cast("EventProcessor", _report_once))

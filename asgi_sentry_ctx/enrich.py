@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgi_sentry_ctx.breadcrumbs import add_request_breadcrumbs
-from asgi_sentry_ctx.capture import mark_reported
 from asgi_sentry_ctx.logs import logger
 from asgi_sentry_ctx.request_data import request_data
 from asgi_sentry_ctx.state import RequestState
@@ -37,9 +36,9 @@ def enrich_event(
             # integration, or two integrations, without the SDK's Dedupe.
             return None
         # Whoever captured this exception (possibly the SDK's own integration
-        # inside us), it is reported: the middleware must not report it again.
+        # inside us), it is reported: the middleware must not report it again
+        # (``capture._report_once`` marked it too, where it takes a mark).
         state.reported = exc_info[1]
-        mark_reported(exc_info[1])
     event.setdefault("tags", {})["request_id"] = state.request_id
     _apply_user(event, state)
     if "request" not in event or not event["request"]:

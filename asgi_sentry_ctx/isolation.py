@@ -2,11 +2,14 @@
 
 A request gets its own isolation scope (where ``set_user``, tags and
 breadcrumbs land) and, when tracing is on, its own current scope (where spans
-land), forked from the ones in force. When sentry-sdk's own ASGI middleware
-(which its Starlette, FastAPI, Litestar and Quart integrations install) already
-runs this request in a fresh isolation scope, that scope is reused: one fork
-per request, never two. The response's last message alone is sent outside
-those scopes, so that a context copy the server keeps does not keep them.
+land), forked from the ones in force outside any request, without their
+user. When sentry-sdk's own ASGI middleware (which its Starlette, FastAPI,
+Litestar and Quart integrations install) already runs this request in a fresh
+isolation scope, that scope is reused: one fork per request, never two. A
+request that a server starts in a copy of another request's context is
+recognised by that request's state and starts from what it started from. The
+response's last message alone is sent outside the request's scopes, so that a
+context copy the server keeps does not keep them.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import pytest
 from quart import Quart
 from sentry_sdk.integrations.quart import QuartIntegration
 
@@ -62,12 +61,6 @@ def test_a_background_exception_outside_any_request_is_one_event_though_quart_lo
     assert "request_id" not in event.get("tags", {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect: outside a request, report_exception reports again what the SDK's "
-    "QuartIntegration captured from the same signal (no request state records it)",
-)
 def test_a_background_exception_outside_any_request_is_one_event_with_the_sdk_quart_integration(
     production: ProductionInit, ingest: SentryIngest
 ) -> None:

@@ -6,20 +6,37 @@ import asyncio
 import logging
 from typing import Any
 
+import httpx
 import pytest
 import sentry_sdk
 from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.scrubber import EventScrubber
 
 from asgi_sentry_ctx import SentryContextMiddleware, capture_message, set_business_context
 from asgi_sentry_ctx.capture import report_exception, unwrap_exceptions
 from asgi_sentry_ctx.testing import SentryIngest
-from tests.asgi import ok, request
+from tests.asgi import lifespan, ok, request
 from tests.conftest import SentryInit
 from tests.events import events_before_marker
+from tests.servers import serve
 
 
 class Boom(Exception):
     pass
+
+
+class ReadOnlyError(Exception):
+    """An exception type that refuses new attributes (so it cannot be marked as reported)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+
+class BrokenScrubber(EventScrubber):
+    """Makes the SDK fail while it builds an event (``capture_event`` raises)."""
+
+    def scrub_event(self, event: Any) -> None:
+        raise RuntimeError("scrubber bug")
 
 
 class CaughtAfterResponseStarted(Exception):
@@ -108,6 +125,59 @@ class TestEscapingExceptions:
             await request(SentryContextMiddleware(app))
         [event] = events_before_marker(ingest)
         assert event["exception"]["values"][0]["mechanism"]["type"] == "framework"
+
+    def test_an_exception_the_app_captured_then_reraised_is_not_sent_again_by_the_servers_log(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        # uvicorn logs "Exception in ASGI application" with the exception after
+        # the request; the middleware did not report it (the app had), so only
+        # the request's processor marked it. No Dedupe to hide a second event.
+        sentry_init(default_integrations=False, integrations=[LoggingIntegration()])
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await lifespan(receive, send)
+                return
+            try:
+                raise Boom("handled, then re-raised")
+            except Boom as exc:
+                sentry_sdk.capture_exception(exc)
+                raise
+
+        with serve(SentryContextMiddleware(app)) as url, httpx.Client(base_url=url) as client:
+            assert client.get("/").status_code == 500
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["mechanism"]["handled"] is True
+
+    async def test_an_exception_refusing_attributes_is_one_event_and_reraised_unchanged(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        error = ReadOnlyError("upload failed")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise error
+
+        with pytest.raises(ReadOnlyError) as raised:
+            await request(SentryContextMiddleware(app))
+        assert raised.value is error
+        [event] = events_before_marker(ingest)
+        assert event["exception"]["values"][0]["value"] == "upload failed"
+        assert "request_id" in event["tags"]
+
+    async def test_an_sdk_failure_while_reporting_is_logged_and_the_apps_exception_propagates(
+        self, sentry_init: SentryInit, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sentry_init(event_scrubber=BrokenScrubber())
+        error = Boom("upload failed")
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise error
+
+        with pytest.raises(Boom) as raised:
+            await request(SentryContextMiddleware(app))
+        assert raised.value is error
+        assert any("could not report an exception" in r.getMessage() for r in caplog.records)
 
     async def test_a_framework_wrapper_is_reported_as_the_exception_it_wraps(
         self, sentry_init: SentryInit, ingest: SentryIngest

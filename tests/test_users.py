@@ -10,6 +10,7 @@ import msgspec
 import pydantic
 import pytest
 import sentry_sdk
+from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 
 from asgi_sentry_ctx import (
     SentryContextMiddleware,
@@ -62,6 +63,16 @@ class TestAUserSetOutsideAnyRequest:
             capture_message("outside")
         _, outside = ingest.wait_for_events(2)
         assert outside["user"] == {"id": "worker-user"}
+
+    async def test_is_not_the_user_of_a_requests_events_inside_the_sdks_middleware(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope():
+            set_user("worker-user")
+            await request(SentryAsgiMiddleware(SentryContextMiddleware(capturing("in it"))))
+        [event] = ingest.wait_for_events(1)
+        assert "user" not in event
 
     async def test_yields_to_the_requests_extractor(
         self, sentry_init: SentryInit, ingest: SentryIngest
