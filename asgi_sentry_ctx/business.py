@@ -90,13 +90,9 @@ def current_business_context() -> Mapping[str, Any]:
     request_fields = state.business
     if block_fields is base:
         block_fields = None  # no block entered inside the request
-    if not base:
-        if not block_fields:
-            return request_fields or {}
-        if not request_fields:
-            return block_fields
-        return {**request_fields, **block_fields}
-    return {**base, **(request_fields or {}), **(block_fields or {})}
+    if not base and not block_fields:
+        return request_fields or {}
+    return {**(base or {}), **(request_fields or {}), **(block_fields or {})}
 
 
 def _enclosing_block() -> Mapping[str, Any] | None:

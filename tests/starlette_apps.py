@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import Annotated, Any
 
+import pytest
 import sentry_sdk
 from fastapi import Depends, FastAPI, Header, WebSocket
 from fastapi import HTTPException as FastAPIHTTPException
@@ -44,6 +45,7 @@ from websockets.sync.client import ClientConnection
 import asgi_sentry_ctx.adapters.fastapi as fastapi_adapter
 import asgi_sentry_ctx.adapters.starlette as starlette_adapter
 from asgi_sentry_ctx import add_breadcrumb, capture_message, set_business_context
+from tests.asgi import request
 
 app_logger = logging.getLogger("tests.app")
 
@@ -290,3 +292,27 @@ def handshake_request_id(ws: ClientConnection) -> str:
     """The request ID the server sent on the websocket handshake."""
     assert ws.response is not None
     return str(ws.response.headers["x-request-id"])
+
+
+# Incoming request IDs the middleware rejects. Each contains the marker, so
+# that any trace of one, whole or cut, is found wherever it lands. CR, LF and
+# control characters never get past a real server's parser, so these requests
+# are made in-process, the way a server would hand them to the app.
+HOSTILE_MARKER = "zq7hostile"
+HOSTILE_IDS = {
+    "crlf": [b"zq7hostile\r\nSet-Cookie: stolen=1"],
+    "200-characters": [b"zq7hostile" + b"a" * 190],
+    "control-characters": [b"zq7hostile\x00\x1b[31m\x07"],
+    "repeated": [b"zq7hostile-1", b"zq7hostile-2"],
+}
+
+
+async def report_with_incoming_ids(app: Any, values: list[bytes]) -> None:
+    """A message, a logged error and an exception, each in a request with these IDs
+    (the ``/message``, ``/log`` and ``/fail`` routes of both apps here)."""
+    headers = [(b"authorization", b"Bearer alice-token")]
+    headers += [(b"x-request-id", value) for value in values]
+    await request(app, "/message", headers=headers)
+    await request(app, "/log", headers=headers)
+    with pytest.raises(RuntimeError, match="transcoder crashed"):
+        await request(app, "/fail", headers=headers)

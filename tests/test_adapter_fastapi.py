@@ -29,25 +29,17 @@ from tests.starlette_apps import (
     BUSINESS,
     DEPENDENCIES,
     FRONTEND,
+    HOSTILE_IDS,
+    HOSTILE_MARKER,
     User,
     fastapi_app,
     handshake_request_id,
+    report_with_incoming_ids,
     sync_auth_threads,
 )
 
 ALICE = {"authorization": "Bearer alice-token"}
 BOB = {"authorization": "Bearer bob-token"}
-
-# Incoming request IDs the middleware rejects, each with the marker in it.
-# CR, LF and control characters never get past a real server's parser, so
-# these requests are made in-process, the way a server would hand them over.
-HOSTILE_MARKER = "zq7hostile"
-HOSTILE_IDS = {
-    "crlf": [b"zq7hostile\r\nSet-Cookie: stolen=1"],
-    "200-characters": [b"zq7hostile" + b"a" * 190],
-    "control-characters": [b"zq7hostile\x00\x1b[31m\x07"],
-    "repeated": [b"zq7hostile-1", b"zq7hostile-2"],
-}
 
 Init = Callable[..., None]
 
@@ -200,17 +192,7 @@ class TestRejectedRequestId:
         self, sentry: Init, ingest: SentryIngest, hostile: str
     ) -> None:
         sentry()
-        app = fastapi_app("async")
-        headers = [(b"authorization", b"Bearer alice-token")]
-        headers += [(b"x-request-id", value) for value in HOSTILE_IDS[hostile]]
-
-        async def report() -> None:
-            await request(app, "/message", headers=headers)
-            await request(app, "/log", headers=headers)
-            with pytest.raises(RuntimeError, match="transcoder crashed"):
-                await request(app, "/fail", headers=headers)
-
-        asyncio.run(report())
+        asyncio.run(report_with_incoming_ids(fastapi_app("async"), HOSTILE_IDS[hostile]))
         events = events_before_marker(ingest)
         assert len(events) == 3
         for event in events:

@@ -36,28 +36,19 @@ from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
     FRONTEND,
+    HOSTILE_IDS,
+    HOSTILE_MARKER,
     TokenBackend,
     fail,
     handshake_request_id,
     log,
     message,
+    report_with_incoming_ids,
     starlette_app,
 )
 
 ALICE = {"authorization": "Bearer alice-token"}
 OPS = {"authorization": "Bearer ops-token"}
-
-# Incoming request IDs the middleware rejects. Each contains the marker, so
-# that any trace of one, whole or cut, is found wherever it lands. CR, LF and
-# control characters never get past a real server's parser, so these requests
-# are made in-process, the way a server would hand them to the app.
-HOSTILE_MARKER = "zq7hostile"
-HOSTILE_IDS = {
-    "crlf": [b"zq7hostile\r\nSet-Cookie: stolen=1"],
-    "200-characters": [b"zq7hostile" + b"a" * 190],
-    "control-characters": [b"zq7hostile\x00\x1b[31m\x07"],
-    "repeated": [b"zq7hostile-1", b"zq7hostile-2"],
-}
 
 Init = Callable[..., None]
 
@@ -244,16 +235,6 @@ def added_with_add_middleware() -> Starlette:
     )
     app.add_middleware(SentryContextMiddleware, user_extractor=starlette_user)
     return app
-
-
-async def report_with_incoming_ids(app: Any, values: list[bytes]) -> None:
-    """A message, a logged error and an exception, each in a request with these IDs."""
-    headers = [(b"authorization", b"Bearer alice-token")]
-    headers += [(b"x-request-id", value) for value in values]
-    await request(app, "/message", headers=headers)
-    await request(app, "/log", headers=headers)
-    with pytest.raises(RuntimeError, match="transcoder crashed"):
-        await request(app, "/fail", headers=headers)
 
 
 class TestRejectedRequestId:
