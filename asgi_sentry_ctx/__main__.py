@@ -1,5 +1,5 @@
-"""``python -m asgi_sentry_ctx events ...``: see :mod:`asgi_sentry_ctx.cli`."""
+"""``python -m asgi_sentry_ctx events ...``: see :mod:`asgi_sentry_ctx.store.cli`."""
 
-from asgi_sentry_ctx.cli import main
+from asgi_sentry_ctx.store.cli import main
 
 raise SystemExit(main())

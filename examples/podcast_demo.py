@@ -32,11 +32,11 @@ from starlette.routing import Route
 from asgi_sentry_ctx import (
     EventStore,
     add_breadcrumb,
-    cli,
     init_sentry,
     set_business_context,
 )
 from asgi_sentry_ctx.adapters.starlette import install
+from asgi_sentry_ctx.store import cli
 
 TOKENS = {"token-123": ("user-123", "ana@example.com")}
 

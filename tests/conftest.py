@@ -1,6 +1,6 @@
 """Fixtures that start real things: a loopback Sentry ingest and the SDK pointed at it.
 
-Hypothesis profiles (property tests in ``tests/test_isolation_*.py``):
+Hypothesis profiles (property tests in ``tests/context/test_isolation_*.py``):
 
 - ``ci``, the default: derandomized, so every run tests the same examples and
   a failure reproduces on every run and machine (no flaky landings); no
@@ -16,6 +16,7 @@ Property tests scale their example counts with :func:`examples`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,10 +34,8 @@ SentryInit = Callable[..., None]
 ProductionInit = Callable[..., None]
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Frameworks configure logging when an app is built (Litestar sets the root
-    level to INFO); undo it so no test sees another test's log levels."""
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
     manager = logging.root.manager
     levels = {
         name: logger.level
@@ -51,6 +50,23 @@ def restore_logging() -> Iterator[None]:
         if isinstance(logger, logging.Logger):
             logger.setLevel(levels.get(name, logging.NOTSET))
             logger.disabled = False
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Frameworks configure logging when an app is built (Litestar sets the root
+    level to INFO); undo it so no test sees another test's log levels."""
+    with _logging_restored():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore_logging_after_module() -> Iterator[None]:
+    """The same for apps a module-scoped fixture builds: set up before any
+    function's snapshot, they would otherwise leave INFO on the root logger
+    (and httpx's INFO records in later tests' breadcrumbs)."""
+    with _logging_restored():
+        yield
 
 
 _CI_EXAMPLES = 100

@@ -11,8 +11,9 @@ from typing import Any, cast
 import sentry_sdk
 from sentry_sdk.scope import Scope
 
-from asgi_sentry_ctx import SentryContextMiddleware, get_request_id, isolation
-from asgi_sentry_ctx.request_id import generate_request_id
+from asgi_sentry_ctx import SentryContextMiddleware, get_request_id
+from asgi_sentry_ctx.context import isolation
+from asgi_sentry_ctx.context.request_ids import generate_request_id
 from tests.asgi import request
 from tests.conftest import SentryInit
 

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from asgi_sentry_ctx.adapters.starlette import install as install_starlette
-from asgi_sentry_ctx.logs import logger
-from asgi_sentry_ctx.noise import ignore_exception_types
-from asgi_sentry_ctx.state import current_request
-from asgi_sentry_ctx.users import set_user, user_from
+from asgi_sentry_ctx.adapters.support import (
+    current_request,
+    ignore_exception_types,
+    logger,
+    set_user,
+    user_from,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.integrations.logging import ignore_logger
 
-from asgi_sentry_ctx.capture import report_exception, unwrap_exceptions
-from asgi_sentry_ctx.middleware import ASGIApp, Receive, Scope, Send, SentryContextMiddleware
-from asgi_sentry_ctx.noise import ignore_exception_types
-from asgi_sentry_ctx.state import UserExtractor
+from asgi_sentry_ctx.adapters.support import (
+    ASGIApp,
+    RequestIdPolicy,
+    UserExtractor,
+    ignore_exception_types,
+    report_exception,
+    unwrap_exceptions,
+)
+from asgi_sentry_ctx.middleware import SentryContextMiddleware
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
@@ -86,8 +91,10 @@ class SentryContextPlugin:
         self.options = options
         self.failed_request_status_codes = frozenset(failed_request_status_codes)
         self.expose_header = expose_header
-        # Never called: it holds the options, to stamp IDs the way the middleware would.
-        self._ids = SentryContextMiddleware(_unreachable, **options)
+        # The middleware's request-ID rules, for the responses Litestar makes outside it.
+        self._ids = RequestIdPolicy(
+            **{name: options[name] for name in _ID_OPTIONS if name in options}
+        )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Install the middleware and hooks on ``app_config``; called by Litestar."""
@@ -153,10 +160,9 @@ class SentryContextPlugin:
                 if message["type"] != "http.response.start":
                     return
                 headers = message.get("headers") or []
-                for name, _ in headers:
-                    if name.lower() == header:
-                        return  # the middleware (or the app) set it
-                message["headers"] = [*headers, (header, ids.request_id_for(scope).encode())]
+                if any(name.lower() == header for name, _ in headers):
+                    return  # the middleware (or the app) set it: no new ID needed
+                message["headers"] = ids.echoed(headers, ids.request_id_for(scope).encode())
 
             app_config.before_send.append(stamp_request_id)
             cors = app_config.cors_config
@@ -165,7 +171,7 @@ class SentryContextPlugin:
                 and cors is not None
                 and header.decode() not in {name.lower() for name in cors.expose_headers}
             ):
-                name = options.get("header_name", "X-Request-ID")
+                name = ids.header_name
                 app_config.cors_config = dataclasses.replace(
                     cors, expose_headers=[*cors.expose_headers, name]
                 )
@@ -212,6 +218,5 @@ def _raised_after_response_started(exc: BaseException) -> BaseException | None:
 
 _AFTER_RESPONSE_STARTED = "Exception caught after response started"
 
-
-async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("asgi_sentry_ctx: the plugin's option holder is not an app")
+# The middleware options that make its request-ID policy.
+_ID_OPTIONS = ("header_name", "response_header", "trust_incoming", "id_generator", "id_validator")

@@ -20,11 +20,14 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
-from asgi_sentry_ctx.capture import report_exception
-from asgi_sentry_ctx.logs import logger
+from asgi_sentry_ctx.adapters.support import (
+    ignore_exception_types,
+    logger,
+    report_exception,
+    set_user,
+    user_from,
+)
 from asgi_sentry_ctx.middleware import SentryContextMiddleware
-from asgi_sentry_ctx.noise import ignore_exception_types
-from asgi_sentry_ctx.users import set_user, user_from
 
 if TYPE_CHECKING:
     from quart import Quart

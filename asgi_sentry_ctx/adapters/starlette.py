@@ -17,9 +17,8 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakSet
 
-from asgi_sentry_ctx.logs import logger
+from asgi_sentry_ctx.adapters.support import logger, user_from
 from asgi_sentry_ctx.middleware import SentryContextMiddleware
-from asgi_sentry_ctx.users import user_from
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -54,7 +53,7 @@ def install(app: AppT, **options: Any) -> AppT:
     build = app.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        if middleware.response_header:
+        if middleware.ids.response_header:
             _warn_if_cors_hides(app, options.get("header_name", "X-Request-ID"))
         middleware.app = build()
         return middleware

@@ -13,8 +13,8 @@ from typing import Any
 import sentry_sdk
 
 from asgi_sentry_ctx import get_request_id
-from asgi_sentry_ctx.business import current_business_context
-from asgi_sentry_ctx.state import RequestState
+from asgi_sentry_ctx.context.business import current_business_context
+from asgi_sentry_ctx.context.state import RequestState
 from tests.leakcheck.drivers import Outcome
 from tests.leakcheck.interpreter import CRUMB_CATEGORY, RequestRun
 from tests.leakcheck.model import ExpectedEvent, RequestModel, TargetTraits

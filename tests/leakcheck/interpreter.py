@@ -23,7 +23,7 @@ from asgi_sentry_ctx import (
     set_business_context,
     set_user,
 )
-from asgi_sentry_ctx.business import current_business_context
+from asgi_sentry_ctx.context.business import current_business_context
 from tests.leakcheck.plan import (
     Capture,
     ClearUser,

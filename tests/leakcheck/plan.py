@@ -301,7 +301,7 @@ def programs(frame: Frame, depth: int = 2, max_size: int = 6) -> st.SearchStrate
     must carry is fixed by the program, whatever the timing of concurrent
     tasks and threads. (That a child task's or a thread's
     ``set_business_context`` reaches the request is pinned by
-    tests/test_business.py.)
+    tests/context/test_business.py.)
     """
     return st.lists(_step(frame, depth), max_size=max_size).map(tuple)
 

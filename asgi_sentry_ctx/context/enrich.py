@@ -1,0 +1,72 @@
+"""The per-request event processor: everything a request adds to an event, computed lazily.
+
+It runs only when an event is built inside the request (or in work that
+carries the request's Sentry scope), so a request that captures nothing never
+pays for request data, user resolution or breadcrumbs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgi_sentry_ctx._log import logger
+from asgi_sentry_ctx.context.breadcrumbs import add_request_breadcrumbs
+from asgi_sentry_ctx.context.request_data import request_data
+from asgi_sentry_ctx.context.state import RequestState
+from asgi_sentry_ctx.context.users import user_from
+
+__all__ = ["enrich_event"]
+
+
+def enrich_event(
+    state: RequestState, event: dict[str, Any], hint: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
+
+    Drops (returns ``None`` for) a second event for an exception the request
+    reported already, so an error is one event even without the SDK's
+    ``DedupeIntegration``. Never raises: a failure here (a raising user
+    extractor, say) is logged and the event goes on with what could be added.
+    """
+    exc_info = hint.get("exc_info") if hint else None
+    if exc_info and exc_info[1] is not None:
+        if state.reported is exc_info[1]:
+            # A second capture of an exception this request reported already:
+            # a framework that logs what it handled (Quart) plus the logging
+            # integration, or two integrations, without the SDK's Dedupe.
+            return None
+        # Whoever captured this exception (possibly the SDK's own integration
+        # inside us), it is reported: the middleware must not report it again
+        # (``report_once`` marked it too, where it takes a mark).
+        state.reported = exc_info[1]
+    event.setdefault("tags", {})["request_id"] = state.request_id
+    _apply_user(event, state)
+    if "request" not in event or not event["request"]:
+        try:
+            event["request"] = request_data(state.asgi_scope)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: could not read request data for an event")
+    if event.get("type") != "transaction":
+        try:
+            add_request_breadcrumbs(event, state)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: could not add request breadcrumbs to an event")
+    return event
+
+
+def _apply_user(event: dict[str, Any], state: RequestState) -> None:
+    if state.user_cleared:
+        event.pop("user", None)
+        return
+    user = state.user
+    if user is None and state.user_extractor is not None:
+        try:
+            user = user_from(state.user_extractor(state.asgi_scope))
+        except Exception:
+            logger.exception(
+                "asgi_sentry_ctx: user_extractor raised; the event is sent without a user"
+            )
+            return
+    if user is not None:
+        # Ours wins over a partial user an SDK integration may have set.
+        event["user"] = user

@@ -1,0 +1,47 @@
+"""The ``request`` block of an event, read from the ASGI scope with secrets masked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from asgi_sentry_ctx.sentry.scrubbing import FILTERED, is_sensitive_key
+
+__all__ = ["request_data"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def request_data(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """Method, URL, query string and headers of the request in ``scope``.
+
+    Credentials (authorization, cookies, API keys, tokens) are masked here,
+    before the data ever reaches an event.
+    """
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        value = FILTERED if is_sensitive_key(name) else raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    data: dict[str, Any] = {
+        "url": _url(scope, headers.get("host")),
+        "query_string": (scope.get("query_string") or b"").decode("latin-1"),
+        "headers": headers,
+    }
+    if scope["type"] == "http":
+        data["method"] = scope.get("method", "GET")
+    return data
+
+
+def _url(scope: Mapping[str, Any], host: str | None) -> str:
+    scheme = scope.get("scheme") or ("http" if scope["type"] == "http" else "ws")
+    # ASGI's "path" already includes "root_path".
+    path = scope.get("path", "")
+    if host is None:
+        server = scope.get("server")
+        if server and server[0]:
+            hostname, port = server[0], server[1]
+            host = hostname if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{hostname}:{port}"
+        else:
+            host = "localhost"
+    return f"{scheme}://{host}{path}"
