@@ -1,4 +1,4 @@
-"""``python -m asgi_sentry_ctx events ...``: see :mod:`asgi_sentry_ctx.store.cli`."""
+"""``python -m asgi_sentry_ctx events ...``: see ``asgi_sentry_ctx.store.cli``."""
 
 from asgi_sentry_ctx.store.cli import main
 

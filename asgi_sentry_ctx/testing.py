@@ -1,6 +1,7 @@
 """A loopback Sentry ingest: see events exactly as Sentry would receive them.
 
-For tests and demos. Point the SDK at :attr:`SentryIngest.dsn` and the SDK's
+For tests and demos. Point the SDK at
+[`SentryIngest.dsn`][asgi_sentry_ctx.testing.SentryIngest.dsn] and the SDK's
 real HTTP transport posts its envelopes here, compressed as usual::
 
     with SentryIngest() as ingest:
@@ -64,8 +65,10 @@ class SentryIngest:
     ``status`` (default 200), ``headers``, ``body`` and ``delay`` (seconds) set how it
     answers, so tests can play an ingest that is failing, rate-limiting or slow
     (a long ``delay`` is a hanging ingest; ``stop()`` cuts it short).
-    :meth:`down` and :meth:`up` play an ingest that is unreachable (connection
-    refused) for a while. ``requests`` counts every POST, answered or refused.
+    [`down`][asgi_sentry_ctx.testing.SentryIngest.down] and
+    [`up`][asgi_sentry_ctx.testing.SentryIngest.up] play an ingest that is
+    unreachable (connection refused) for a while. ``requests`` counts every
+    POST, answered or refused.
     """
 
     def __init__(self, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
@@ -122,11 +125,17 @@ class SentryIngest:
         self._server.server_close()
 
     def down(self) -> None:
-        """Stop listening: connections are refused until :meth:`up`."""
+        """Stop listening, for a while.
+
+        Connections are refused until [`up`][asgi_sentry_ctx.testing.SentryIngest.up].
+        """
         self._halt()
 
     def up(self) -> None:
-        """Listen again, on the same port, after :meth:`down`."""
+        """Listen again, on the same port.
+
+        Ends what [`down`][asgi_sentry_ctx.testing.SentryIngest.down] started.
+        """
         self._server = self._bind(self._port)
         self.start()
 
@@ -158,14 +167,9 @@ class SentryIngest:
 
         Raises ``TimeoutError`` naming how many arrived, so a test never waits by sleeping.
         """
-        deadline = time.monotonic() + timeout
         with self._changed:
             # A running count, so that waiting for 10,000 events costs no 10,000 list builds.
-            while self._event_count < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._changed.wait(remaining)
+            self._wait_until(lambda: self._event_count >= count, timeout)
             events = [event for env in self.envelopes for event in env.payloads("event")]
         if len(events) < count:
             raise TimeoutError(f"expected {count} events, received {len(events)}")
@@ -181,24 +185,29 @@ class SentryIngest:
 
     def wait_for(self, predicate: Callable[[SentryIngest], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (checked at each request), else ``TimeoutError``."""
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while not predicate(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met after {self.requests} requests")
-                self._changed.wait(remaining)
+            if not self._wait_until(lambda: predicate(self), timeout):
+                raise TimeoutError(f"condition not met after {self.requests} requests")
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> int:
         """Wait until at least ``count`` POSTs arrived (answered with any status)."""
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while self.requests < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"expected {count} requests, received {self.requests}")
-                self._changed.wait(remaining)
+            if not self._wait_until(lambda: self.requests >= count, timeout):
+                raise TimeoutError(f"expected {count} requests, received {self.requests}")
             return self.requests
+
+    def _wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()`` holds, checked at each request; whether it did in ``timeout``.
+
+        The caller holds ``self._changed``: what it reads after the wait is what was checked.
+        """
+        deadline = time.monotonic() + timeout
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.wait(remaining)
+        return True
 
     def _count_request(self) -> None:
         with self._changed:

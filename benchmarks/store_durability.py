@@ -28,9 +28,14 @@ import sentry_sdk
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from asgi_sentry_ctx import SentryContextMiddleware, set_business_context, set_user
-from asgi_sentry_ctx.store.event_store import EventStore
-from asgi_sentry_ctx.store.transport import StoreTransport, store_transport
+from asgi_sentry_ctx import (
+    EventStore,
+    SentryContextMiddleware,
+    StoreTransport,
+    set_business_context,
+    set_user,
+    store_transport,
+)
 from asgi_sentry_ctx.testing import SentryIngest
 
 FAST_RETRY: dict[str, Any] = {"retry_base": 0.2, "retry_max": 2.0, "poll_interval": 0.2}

@@ -24,6 +24,7 @@ from asgi_sentry_ctx.adapters.support import (
     ASGIApp,
     RequestIdPolicy,
     UserExtractor,
+    check_user_source,
     ignore_exception_types,
     report_exception,
     unwrap_exceptions,
@@ -44,10 +45,10 @@ class SentryContextPlugin:
 
     On ``on_app_init`` it:
 
-    - adds :class:`~asgi_sentry_ctx.SentryContextMiddleware` as the outermost
-      route middleware (right inside sentry-sdk's own, when its
-      ``LitestarIntegration`` is on: that one goes back to the front when an
-      ``on_app_init`` hook, such as ``JWTAuth.on_app_init``, put middleware
+    - adds [`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware]
+      as the outermost route middleware (right inside sentry-sdk's own, when
+      its ``LitestarIntegration`` is on: that one goes back to the front when
+      an ``on_app_init`` hook, such as ``JWTAuth.on_app_init``, put middleware
       before it), with an exception handler just inside it: an exception
       raised by a deeper middleware (authentication, say) becomes its response
       within the request's context and request ID;
@@ -73,8 +74,10 @@ class SentryContextPlugin:
     it (a dict, dataclass, pydantic model, msgspec struct or any object with
     an ``id``-like attribute), read when an event is built. ``user_getter``
     maps that user to what Sentry should see; ``user_extractor`` (given the
-    ASGI scope) replaces the lookup altogether. Every other keyword is a
-    :class:`~asgi_sentry_ctx.SentryContextMiddleware` option.
+    ASGI scope) replaces the lookup altogether; give one or the other, not
+    both (``user_extractor=None`` included: that is no user lookup at all).
+    Every other keyword is a
+    [`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware] option.
     """
 
     def __init__(
@@ -85,8 +88,7 @@ class SentryContextPlugin:
         expose_header: bool = True,
         **options: Any,
     ) -> None:
-        if user_getter is not None and options.get("user_extractor") is not None:
-            raise TypeError("give user_getter or user_extractor, not both")
+        check_user_source(user_getter, options)
         options.setdefault("user_extractor", _scope_user(user_getter))
         self.options = options
         self.failed_request_status_codes = frozenset(failed_request_status_codes)
@@ -98,84 +100,101 @@ class SentryContextPlugin:
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Install the middleware and hooks on ``app_config``; called by Litestar."""
-        from litestar._asgi.utils import wrap_in_exception_handler
-        from litestar.exceptions import (
-            HTTPException,
-            NotAuthorizedException,
-            NotFoundException,
-            PermissionDeniedException,
-            TooManyRequestsException,
-            ValidationException,
-            WebSocketDisconnect,
-        )
-
-        ignore_exception_types(
-            ValidationException,
-            NotFoundException,
-            NotAuthorizedException,
-            PermissionDeniedException,
-            TooManyRequestsException,
-            WebSocketDisconnect,
-        )
-        # Litestar logs an unhandled exception (in debug mode) before the hooks
-        # run; with the logging integration that log record would be the
-        # event, marked handled. The hook reports it instead, as sentry-sdk's
-        # own LitestarIntegration does.
-        ignore_logger("litestar")
-
-        options = self.options
-
-        # A plain function, not a class: sentry-sdk's LitestarIntegration
-        # replaces ``__call__`` on middleware classes to trace them, and would
-        # patch SentryContextMiddleware for every app in the process.
-        def sentry_context_middleware(app: Any) -> Any:
-            inner = cast("ASGIApp", wrap_in_exception_handler(app))
-            return SentryContextMiddleware(inner, **options)
-
-        # sentry-sdk's middleware first, then ours, then the rest in their order.
-        # Auth configs insert theirs at the front in ``on_app_init`` hooks, which
-        # run before plugins: left there, authentication would run outside both
-        # and the SDK's scope fork, inside ours, would drop what it recorded.
-        sdk = [m for m in app_config.middleware if _is_sdk_middleware(m)]
-        rest = [m for m in app_config.middleware if not _is_sdk_middleware(m)]
-        app_config.middleware = [*sdk, sentry_context_middleware, *rest]
-        unwrap_exceptions(_raised_after_response_started)
-
-        failed = self.failed_request_status_codes
-
-        async def report_unhandled(exc: Exception, scope: Any) -> None:
-            if isinstance(exc, HTTPException) and exc.status_code not in failed:
-                return
-            if isinstance(exc, WebSocketDisconnect):
-                return
-            report_exception(exc)
-
-        app_config.after_exception.append(report_unhandled)
-
+        _declare_litestar_noise()
+        _place_middleware(app_config, self.options)
+        _report_unhandled_exceptions(app_config, self.failed_request_status_codes)
         ids = self._ids
         if ids.response_header:
-            header = ids.header
-
-            async def stamp_request_id(message: Any, scope: Any) -> None:
-                if message["type"] != "http.response.start":
-                    return
-                headers = message.get("headers") or []
-                if any(name.lower() == header for name, _ in headers):
-                    return  # the middleware (or the app) set it: no new ID needed
-                message["headers"] = ids.echoed(headers, ids.request_id_for(scope).encode())
-
-            app_config.before_send.append(stamp_request_id)
-            cors = app_config.cors_config
-            if (
-                self.expose_header
-                and cors is not None
-                and header.decode() not in {name.lower() for name in cors.expose_headers}
-            ):
-                name = ids.header_name
-                app_config.cors_config = dataclasses.replace(
-                    cors, expose_headers=[*cors.expose_headers, name]
-                )
+            _stamp_responses_made_outside(app_config, ids)
+            if self.expose_header:
+                _expose_header_to_browsers(app_config, ids)
         return app_config
+
+
+def _declare_litestar_noise() -> None:
+    from litestar.exceptions import (
+        NotAuthorizedException,
+        NotFoundException,
+        PermissionDeniedException,
+        TooManyRequestsException,
+        ValidationException,
+        WebSocketDisconnect,
+    )
+
+    ignore_exception_types(
+        ValidationException,
+        NotFoundException,
+        NotAuthorizedException,
+        PermissionDeniedException,
+        TooManyRequestsException,
+        WebSocketDisconnect,
+    )
+    # Litestar logs an unhandled exception (in debug mode) before the hooks
+    # run; with the logging integration that log record would be the
+    # event, marked handled. The hook reports it instead, as sentry-sdk's
+    # own LitestarIntegration does.
+    ignore_logger("litestar")
+
+
+def _place_middleware(app_config: AppConfig, options: dict[str, Any]) -> None:
+    """Ours right inside sentry-sdk's middleware, before the rest in their order."""
+    from litestar._asgi.utils import wrap_in_exception_handler
+
+    # A plain function, not a class: sentry-sdk's LitestarIntegration
+    # replaces ``__call__`` on middleware classes to trace them, and would
+    # patch SentryContextMiddleware for every app in the process.
+    def sentry_context_middleware(app: Any) -> Any:
+        inner = cast("ASGIApp", wrap_in_exception_handler(app))
+        return SentryContextMiddleware(inner, **options)
+
+    # Auth configs insert theirs at the front in ``on_app_init`` hooks, which
+    # run before plugins: left there, authentication would run outside both
+    # and the SDK's scope fork, inside ours, would drop what it recorded.
+    sdk = [m for m in app_config.middleware if _is_sdk_middleware(m)]
+    rest = [m for m in app_config.middleware if not _is_sdk_middleware(m)]
+    app_config.middleware = [*sdk, sentry_context_middleware, *rest]
+
+
+def _report_unhandled_exceptions(app_config: AppConfig, failed: frozenset[int]) -> None:
+    """Report what Litestar turned into a response, once, as the app raised it."""
+    from litestar.exceptions import HTTPException, WebSocketDisconnect
+
+    unwrap_exceptions(_raised_after_response_started)
+
+    async def report_unhandled(exc: Exception, scope: Any) -> None:
+        if isinstance(exc, HTTPException) and exc.status_code not in failed:
+            return
+        if isinstance(exc, WebSocketDisconnect):
+            return
+        report_exception(exc)
+
+    app_config.after_exception.append(report_unhandled)
+
+
+def _stamp_responses_made_outside(app_config: AppConfig, ids: RequestIdPolicy) -> None:
+    """Put a request ID on responses Litestar makes before any route middleware
+    runs (unknown paths, CORS preflights)."""
+    header = ids.header
+
+    async def stamp_request_id(message: Any, scope: Any) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = message.get("headers") or []
+        if any(name.lower() == header for name, _ in headers):
+            return  # the middleware (or the app) set it: no new ID needed
+        message["headers"] = ids.echoed(headers, ids.request_id_for(scope).encode())
+
+    app_config.before_send.append(stamp_request_id)
+
+
+def _expose_header_to_browsers(app_config: AppConfig, ids: RequestIdPolicy) -> None:
+    """Add the request ID header to ``CORSConfig.expose_headers``, if CORS is on."""
+    cors = app_config.cors_config
+    if cors is None or ids.header.decode() in {name.lower() for name in cors.expose_headers}:
+        return
+    app_config.cors_config = dataclasses.replace(
+        cors, expose_headers=[*cors.expose_headers, ids.header_name]
+    )
 
 
 def _scope_user(user_getter: UserGetter | None) -> UserExtractor:

@@ -1,5 +1,7 @@
-"""Quart: ``init_app(app)`` wraps ``app.asgi_app`` with :class:`SentryContextMiddleware`.
+"""Quart: ``init_app(app)`` gives every request and websocket its Sentry context.
 
+[`init_app`][asgi_sentry_ctx.adapters.quart.init_app] wraps ``app.asgi_app``
+with [`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware].
 Quart turns an exception raised in a view into a 500 response inside the app,
 so no exception ever reaches the middleware. ``init_app`` listens to Quart's
 ``got_request_exception``, ``got_websocket_exception`` and
@@ -10,8 +12,8 @@ The user comes from quart-auth's ``current_user.auth_id`` when quart-auth is
 installed, or from a ``user_getter`` of yours. A synchronous getter is called
 lazily, only when an event is built (inside the request's Quart context); an
 async one is awaited once per request, in a ``before_request`` /
-``before_websocket`` hook. Quart, werkzeug and quart-auth are imported only
-when ``init_app`` runs.
+``before_websocket`` hook, and the user it returns is read there and then.
+Quart, werkzeug and quart-auth are imported only when ``init_app`` runs.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from asgi_sentry_ctx.adapters.support import (
+    bind_request_user,
+    check_user_source,
     ignore_exception_types,
     logger,
     report_exception,
-    set_user,
-    user_from,
 )
 from asgi_sentry_ctx.middleware import SentryContextMiddleware
 
@@ -35,10 +37,11 @@ if TYPE_CHECKING:
 __all__ = ["UserGetter", "init_app"]
 
 UserGetter = Callable[[], Any] | Callable[[], Awaitable[Any]]
-"""Return the current user (any shape :func:`~asgi_sentry_ctx.user_from` reads) or ``None``.
+"""Return the current user or ``None``.
 
-Called inside the request's Quart context, so it may read ``request``, ``g``
-or ``quart_auth.current_user``.
+Any shape [`user_from`][asgi_sentry_ctx.user_from] reads. Called inside the
+request's Quart context, so it may read ``request``, ``g`` or
+``quart_auth.current_user``.
 """
 
 _EXTENSION = "asgi_sentry_ctx"
@@ -49,12 +52,15 @@ def init_app(
 ) -> SentryContextMiddleware:
     """Give every request and websocket of ``app`` its Sentry context; return the middleware.
 
-    ``middleware_options`` go to :class:`SentryContextMiddleware` (header name,
-    ``exclude_paths``...). Without ``user_getter`` the user is quart-auth's
-    ``current_user.auth_id`` (when quart-auth is installed and set up on
-    ``app``). Declares werkzeug's ``NotFound``, ``Unauthorized``, ``Forbidden``,
-    ``TooManyRequests``, ``BadRequest`` and ``UnprocessableEntity`` as noise.
-    Call it once per app.
+    ``middleware_options`` go to
+    [`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware]
+    (header name, ``exclude_paths``...). Without ``user_getter`` the user is
+    quart-auth's ``current_user.auth_id`` (when quart-auth is installed and set
+    up on ``app``); ``user_extractor`` (given the ASGI scope) replaces the
+    lookup instead, and ``user_extractor=None`` turns it off. Give
+    ``user_getter`` or ``user_extractor``, not both. Declares werkzeug's
+    ``NotFound``, ``Unauthorized``, ``Forbidden``, ``TooManyRequests``,
+    ``BadRequest`` and ``UnprocessableEntity`` as noise. Call it once per app.
     """
     from quart.signals import (
         got_background_exception,
@@ -72,8 +78,7 @@ def init_app(
 
     if _EXTENSION in app.extensions:
         raise RuntimeError("asgi_sentry_ctx: init_app was already called for this app")
-    if user_getter is not None and "user_extractor" in middleware_options:
-        raise TypeError("pass either user_getter or user_extractor, not both")
+    check_user_source(user_getter, middleware_options)
     ignore_exception_types(
         BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, UnprocessableEntity
     )
@@ -118,13 +123,13 @@ def _lazy_extractor(getter: Callable[[], Any]) -> Callable[[MutableMapping[str, 
 def _resolver(getter: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
     async def resolve_user() -> None:
         try:
-            user = user_from(await getter())
+            user = await getter()
         except Exception:
             # Like a raising user_extractor: the request goes on, without a user.
             logger.exception("asgi_sentry_ctx: user_getter raised; events go without a user")
             return
-        if user is not None:
-            set_user(**user)
+        # Read now, in the request's Quart context, as the getter's user was.
+        bind_request_user(user, lazily=False)
 
     return resolve_user
 

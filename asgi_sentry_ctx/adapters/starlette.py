@@ -3,9 +3,10 @@
 Starlette builds its middleware stack on the first request, always with its
 ``ServerErrorMiddleware`` outermost. Middleware added with ``add_middleware``
 runs inside it, so the 500 response it sends for an unhandled exception never
-passes through that middleware and carries no request ID. :func:`install`
-wraps the built stack instead: the request ID reaches every response, 500s
-included, and the app object stays the app (routes, ``state``, test clients).
+passes through that middleware and carries no request ID.
+[`install`][asgi_sentry_ctx.adapters.starlette.install] wraps the built stack
+instead: the request ID reaches every response, 500s included, and the app
+object stays the app (routes, ``state``, test clients).
 
 Nothing here imports Starlette until the stack is built: the user is read by
 duck typing, so the module costs nothing to import.
@@ -32,12 +33,14 @@ _installed: WeakSet[Any] = WeakSet()
 
 
 def install(app: AppT, **options: Any) -> AppT:
-    """Run every request of ``app`` through :class:`~asgi_sentry_ctx.SentryContextMiddleware`.
+    """Run every request of ``app`` through the middleware, outside everything else.
 
-    The middleware goes outside everything Starlette puts in the stack,
-    ``ServerErrorMiddleware`` included, so 500 responses carry the request ID
-    too. ``options`` are the middleware's (``header_name``, ``trust_incoming``,
-    ``exclude_paths``...); ``user_extractor`` defaults to :func:`starlette_user`.
+    [`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware] goes
+    outside everything Starlette puts in the stack, ``ServerErrorMiddleware``
+    included, so 500 responses carry the request ID too. ``options`` are the
+    middleware's (``header_name``, ``trust_incoming``, ``exclude_paths``...);
+    ``user_extractor`` defaults to
+    [`starlette_user`][asgi_sentry_ctx.adapters.starlette.starlette_user].
     Call it once, before the app serves its first request; routes and
     middleware added afterwards are still inside. Returns ``app`` itself::
 
@@ -54,7 +57,7 @@ def install(app: AppT, **options: Any) -> AppT:
 
     def build_middleware_stack() -> ASGIApp:
         if middleware.ids.response_header:
-            _warn_if_cors_hides(app, options.get("header_name", "X-Request-ID"))
+            _warn_if_cors_hides(app, middleware.ids.header_name)
         middleware.app = build()
         return middleware
 
@@ -69,7 +72,8 @@ def install(app: AppT, **options: Any) -> AppT:
 def starlette_user(scope: MutableMapping[str, Any]) -> dict[str, Any] | None:
     """The user ``AuthenticationMiddleware`` put in ``scope["user"]``, as Sentry's user dict.
 
-    The default ``user_extractor`` of :func:`install`, called only when an
+    The default ``user_extractor`` of
+    [`install`][asgi_sentry_ctx.adapters.starlette.install], called only when an
     event is built. An ``UnauthenticatedUser`` (or any user whose
     ``is_authenticated`` is false) is no user. The id is the user's ``id``
     attribute if it has one, else its ``identity``; a ``SimpleUser``, which

@@ -1,29 +1,67 @@
-"""What framework adapters need from the core that users do not.
+"""What a framework adapter needs from the core that an app does not.
 
-An adapter module imports from here (and the public API's modules it
-re-exports here) and from ``asgi_sentry_ctx.middleware``: one documented
-seam, so the core can change behind it. Exports:
+An adapter module (one per framework, in ``asgi_sentry_ctx.adapters``)
+reaches the core only through this module and ``asgi_sentry_ctx.middleware``
+(plus the leaves ``asgi_sentry_ctx._log`` and ``asgi_sentry_ctx._types``);
+never through ``asgi_sentry_ctx.context``, ``asgi_sentry_ctx.sentry``,
+``asgi_sentry_ctx.store`` or the package root (``tests/test_layout.py``
+checks it). The core can change behind this one seam, and adapters stay
+thin: what an adapter needs beyond a line of glue belongs in the core and is
+exported here.
 
-- ``report_exception``: report an exception the framework handled itself
-  (turned into a 500 response inside the app), once, with the request's context;
-- ``unwrap_exceptions``: declare a framework's exception wrapper, so that the
-  exception it wraps is reported instead;
-- ``RequestIdPolicy``: the middleware's request-ID rules, for responses the
-  framework makes outside the middleware;
-- ``current_request``: the state of the request in force, for an adapter
-  that binds the user lazily;
-- ``set_user``, ``user_from`` and ``ignore_exception_types``: the public API's,
-  for the adapters' convenience;
-- ``logger``: the library's own logger, for the adapters' own failures;
-- the ASGI types and ``UserExtractor``.
+An adapter installs
+[`SentryContextMiddleware`][asgi_sentry_ctx.SentryContextMiddleware] the way
+its framework expects, imports its framework lazily (inside the functions
+that need it, so that importing the adapter costs nothing) and, from here:
+
+**Errors the framework handles itself.**
+
+- [`report_exception`][asgi_sentry_ctx.adapters.support.report_exception]
+  reports an exception the framework turned into a 500 response inside the
+  app (so it never reached the middleware), once, with the request's context;
+- [`unwrap_exceptions`][asgi_sentry_ctx.adapters.support.unwrap_exceptions]
+  declares a framework's exception wrapper, so that the exception it wraps is
+  reported instead;
+- [`ignore_exception_types`][asgi_sentry_ctx.ignore_exception_types] declares
+  the framework's noise (not found, validation, authentication errors).
+
+**Users.**
+
+- [`bind_request_user`][asgi_sentry_ctx.adapters.support.bind_request_user]
+  makes what the framework calls a user (a dependency's result, an awaited
+  getter's) the current request's Sentry user, read when an event is built or
+  right away; ``None`` binds nothing, and it never raises;
+- [`check_user_source`][asgi_sentry_ctx.adapters.support.check_user_source]
+  refuses an adapter's ``user_getter`` given together with the middleware's
+  ``user_extractor``: one rule and one message in every adapter;
+- [`user_from`][asgi_sentry_ctx.user_from] and
+  [`set_user`][asgi_sentry_ctx.set_user] are the public API's, for an
+  adapter's own user lookup (adapters do not import the package root).
+
+**Request IDs.**
+
+- [`RequestIdPolicy`][asgi_sentry_ctx.adapters.support.RequestIdPolicy] holds
+  the middleware's request-ID rules (header name, incoming IDs, new IDs,
+  echoing), for responses the framework makes outside the middleware
+  (Litestar's routing 404s and CORS preflights). A middleware's own is its
+  ``ids`` attribute.
+
+**And** ``logger``, the library's own logger (kept out of Sentry), for an
+adapter's own failures; the ASGI types ``ASGIApp``, ``Scope``, ``Receive``,
+``Send`` and ``Message``; ``UserExtractor``, the type of the middleware's
+``user_extractor``.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx._types import ASGIApp, Message, Receive, Scope, Send, UserExtractor
 from asgi_sentry_ctx.context.capture import report_exception, unwrap_exceptions
 from asgi_sentry_ctx.context.request_ids import RequestIdPolicy
-from asgi_sentry_ctx.context.state import current_request
-from asgi_sentry_ctx.context.users import set_user, user_from
+from asgi_sentry_ctx.context.users import bind_request_user, set_user, user_from
 from asgi_sentry_ctx.sentry.noise import ignore_exception_types
 
 __all__ = [
@@ -34,7 +72,8 @@ __all__ = [
     "Scope",
     "Send",
     "UserExtractor",
-    "current_request",
+    "bind_request_user",
+    "check_user_source",
     "ignore_exception_types",
     "logger",
     "report_exception",
@@ -42,3 +81,21 @@ __all__ = [
     "unwrap_exceptions",
     "user_from",
 ]
+
+
+def check_user_source(user_getter: object, options: Mapping[str, Any]) -> None:
+    """Refuse a ``user_getter`` given together with a ``user_extractor`` in ``options``.
+
+    An adapter's ``user_getter`` and the middleware's ``user_extractor`` both
+    say where the user comes from, so an adapter takes one or the other.
+    ``user_getter=None`` is no getter; ``user_extractor`` counts as soon as it
+    is passed, ``None`` included: every adapter reads an explicit
+    ``user_extractor=None`` as "no user lookup", which a getter would
+    contradict, so the contradiction fails here instead of one of the two
+    being silently ignored.
+
+    Raises:
+        TypeError: both were given.
+    """
+    if user_getter is not None and "user_extractor" in options:
+        raise TypeError("asgi_sentry_ctx: pass user_getter or user_extractor, not both")

@@ -14,9 +14,12 @@ from typing import Any
 
 import sentry_sdk
 
+from asgi_sentry_ctx._timestamps import parse_timestamp
 from asgi_sentry_ctx.context.state import RequestState
 
 __all__ = ["add_breadcrumb", "add_request_breadcrumbs"]
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def add_breadcrumb(
@@ -89,15 +92,6 @@ def add_request_breadcrumbs(event: dict[str, Any], state: RequestState) -> None:
 
 
 def _timestamp(crumb: dict[str, Any]) -> datetime:
-    ts = crumb.get("timestamp")
-    if isinstance(ts, datetime):
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    if isinstance(ts, int | float):
-        return datetime.fromtimestamp(ts, UTC)
-    if isinstance(ts, str):
-        try:
-            parsed = datetime.fromisoformat(ts)
-        except ValueError:
-            return datetime.min.replace(tzinfo=UTC)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return datetime.min.replace(tzinfo=UTC)
+    # A crumb with no readable time counts as older than the request: it is dropped.
+    parsed = parse_timestamp(crumb.get("timestamp"))
+    return _EARLIEST if parsed is None else parsed

@@ -45,7 +45,7 @@ def report_exception(exc: BaseException, *, mechanism: str = "asgi_sentry_ctx") 
     reports them outside any request (Quart's background tasks). An exception
     some other integration (the SDK's own) captured earlier is not reported
     again. A wrapper a framework put around the
-    app's exception (see :func:`unwrap_exceptions`) is reported as the
+    app's exception (see ``unwrap_exceptions``) is reported as the
     exception it wraps. Never raises.
     """
     original = _original(exc)

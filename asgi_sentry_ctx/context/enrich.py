@@ -13,7 +13,7 @@ from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.breadcrumbs import add_request_breadcrumbs
 from asgi_sentry_ctx.context.request_data import request_data
 from asgi_sentry_ctx.context.state import RequestState
-from asgi_sentry_ctx.context.users import user_from
+from asgi_sentry_ctx.context.users import request_user
 
 __all__ = ["enrich_event"]
 
@@ -58,15 +58,7 @@ def _apply_user(event: dict[str, Any], state: RequestState) -> None:
     if state.user_cleared:
         event.pop("user", None)
         return
-    user = state.user
-    if user is None and state.user_extractor is not None:
-        try:
-            user = user_from(state.user_extractor(state.asgi_scope))
-        except Exception:
-            logger.exception(
-                "asgi_sentry_ctx: user_extractor raised; the event is sent without a user"
-            )
-            return
+    user = request_user(state)
     if user is not None:
         # Ours wins over a partial user an SDK integration may have set.
         event["user"] = user

@@ -67,12 +67,14 @@ _tasks: set[asyncio.Task[object]] = set()  # async sinks running: kept until don
 
 
 def register_sink(sink: Sink) -> Sink:
-    """Call ``sink(failure)`` for every :func:`report_failure`; usable as a decorator.
+    """Call ``sink(failure)`` for every
+    [`report_failure`][asgi_sentry_ctx.report_failure]; usable as a decorator.
 
     A sync sink runs inline (keep it quick). An async sink runs as a task on
     the running event loop, in the reporting request's context; with no loop
     running (a thread, a script) it runs to completion before
-    :func:`report_failure` returns. Registering the same sink twice is a no-op.
+    [`report_failure`][asgi_sentry_ctx.report_failure] returns. Registering
+    the same sink twice is a no-op.
     """
     with _sinks_lock:
         if sink not in _sinks:

@@ -82,8 +82,8 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
 
     The request starts from what is in force outside any request, even when
     the server starts it in a copy of another request's context (see
-    :func:`_enter_from_base`). Records that base on ``state``, and returns
-    what :func:`exit_request_scope` needs to restore the previous scopes.
+    ``_enter_from_base``). Records that base on ``state``, and returns
+    what ``exit_request_scope`` needs to restore the previous scopes.
     """
     left_behind = current_request()
     if left_behind is not None:
@@ -159,9 +159,10 @@ def _copy_scope(scope: Scope) -> Scope:
     hold exactly ``_COPIED_SLOTS``.
 
     ``__copy__`` reaches the breadcrumb deque and the feature flags through
-    ``copy.copy`` and ``copy.deepcopy``, whose generic dispatch costs 0.25 µs
-    and 3 calls per request; the deque copies itself, and the flags are
-    ``None`` until a feature-flag integration records one.
+    ``copy.copy`` and ``copy.deepcopy``, whose generic dispatch is a measurable
+    share of the per-request cost (docs/performance.md, "Where the time goes"); the
+    deque copies itself, and the flags are ``None`` until a feature-flag
+    integration records one.
     """
     if type(scope) is not Scope:
         return scope.__copy__()  # a subclass may hold more
@@ -237,8 +238,8 @@ _fork: Callable[[Scope], Scope] = (
 )
 
 
-# ``has_tracing_enabled(Scope.get_client().options)`` costs about 0.5 µs and
-# five calls, a tenth of a request's budget, yet its answer changes only when
+# ``has_tracing_enabled(Scope.get_client().options)`` costs five calls, a large
+# share of a request's budget (docs/performance.md), yet its answer changes only when
 # another client comes into force (``sentry_sdk.init``, ``Scope.set_client``):
 # it is remembered for the clients ``get_client`` chooses from.
 _tracing_memo: tuple[object, object, object, bool] = (None, None, None, False)
@@ -260,7 +261,7 @@ def _tracing_enabled(isolation: Scope) -> bool:
 
 
 def exit_request_scope(tokens: ScopeTokens) -> None:
-    """Restore the scopes that were in force before :func:`enter_request_scope`."""
+    """Restore the scopes that were in force before ``enter_request_scope``."""
     if tokens is None:
         return
     if isinstance(tokens, _Rebased):
@@ -283,7 +284,7 @@ async def send_outside_request_scope(
 ) -> None:
     """``send(message)`` outside the request's own Sentry scopes: for a response's last message.
 
-    ``tokens`` are what :func:`enter_request_scope` returned. A server may
+    ``tokens`` are what ``enter_request_scope`` returned. A server may
     keep a copy of the context its ``send`` runs in: uvicorn arms its
     keep-alive timer there, which holds the copy until the connection's next
     request. The request's scopes held there would outlive it by that long,

@@ -24,7 +24,7 @@ def is_reported(exc: BaseException) -> bool:
 
 
 def mark_reported(exc: BaseException) -> None:
-    """Remember on ``exc`` itself that it reached Sentry (see :func:`report_once`)."""
+    """Remember on ``exc`` itself that it reached Sentry (see ``report_once``)."""
     # An exception type that refuses attributes leaves the SDK's Dedupe as the only guard.
     with suppress(Exception):
         setattr(exc, _REPORTED, True)

@@ -2,7 +2,7 @@
 
 One small object per request holds everything the library knows about that
 request. It is created by the middleware, reachable through a single
-:class:`~contextvars.ContextVar` (so tasks and threads that copy the request's
+``ContextVar`` (so tasks and threads that copy the request's
 context see it too) and read lazily, when an event is actually built.
 """
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.state import current_request
 
-__all__ = ["clear_user", "current_user", "set_user", "user_from"]
+if TYPE_CHECKING:
+    from asgi_sentry_ctx.context.state import RequestState
+
+__all__ = [
+    "bind_request_user",
+    "clear_user",
+    "current_user",
+    "request_user",
+    "set_user",
+    "user_from",
+]
 
 # Fields Sentry treats as personal data: sent only when the app allows PII.
 _PII_FIELDS = ("email", "username", "ip_address")
@@ -54,27 +64,74 @@ def clear_user() -> None:
         state.user_cleared = True
 
 
+def bind_request_user(user: Any, *, lazily: bool = True) -> None:
+    """Make ``user``, whatever an auth layer calls a user, the current request's user.
+
+    For adapters: the user a framework hands over after the middleware started
+    (a dependency's result, an awaited getter's). Any shape
+    [`user_from`][asgi_sentry_ctx.user_from] reads; ``None`` (anonymous)
+    binds nothing.
+
+    Inside a request and ``lazily`` (the default), ``user`` is kept as it is
+    and read only when an event is built, so a request that reports nothing
+    never pays for the conversion; it replaces the middleware's
+    ``user_extractor`` for the rest of the request, and a later
+    [`set_user`][asgi_sentry_ctx.set_user] or
+    [`clear_user`][asgi_sentry_ctx.clear_user] still wins. With
+    ``lazily=False``, or outside a request (no middleware), it is read now,
+    while it can still be (an ORM object whose session closes before the
+    request ends, say), and set as with ``set_user``. Never raises: a user
+    that cannot be read is logged and the request goes on without one.
+    """
+    if user is None:
+        return
+    state = current_request()
+    if state is not None and lazily:
+        # Read by the event processor when (if ever) an event is built:
+        # turning a pydantic model into Sentry's user costs more than the
+        # rest of the binding.
+        state.user_extractor = lambda _scope: user
+        state.user = None
+        state.user_cleared = False
+        return
+    try:
+        found = user_from(user)
+        if found is not None:
+            set_user(**found)
+    except Exception:
+        # A user missing from events beats a failed request.
+        logger.exception("asgi_sentry_ctx: could not bind the user; events go without a user")
+
+
 def current_user() -> dict[str, Any] | None:
     """The user an event captured here would carry, or ``None``.
 
-    In a request: the user given to :func:`set_user`, else the one the
-    middleware's ``user_extractor`` resolves now (``None`` if it raises).
-    Outside a request (a background job): the user set on the Sentry scope.
+    In a request: the user given to [`set_user`][asgi_sentry_ctx.set_user],
+    else the one the middleware's ``user_extractor`` resolves now (``None`` if
+    it raises). Outside a request (a background job): the user set on the
+    Sentry scope.
     """
     state = current_request()
-    if state is not None:
-        if state.user_cleared:
-            return None
-        if state.user is not None:
-            return state.user
-        if state.user_extractor is not None:
-            try:
-                return user_from(state.user_extractor(state.asgi_scope))
-            except Exception:
-                logger.exception("asgi_sentry_ctx: user_extractor raised; no user")
-                return None
+    if state is not None and (
+        state.user_cleared or state.user is not None or state.user_extractor is not None
+    ):
+        return request_user(state)
     user = sentry_sdk.get_isolation_scope()._user  # the SDK has no public reader
     return dict(user) if user else None
+
+
+def request_user(state: RequestState) -> dict[str, Any] | None:
+    """The user of ``state``'s request: ``None`` once cleared, else the one set,
+    else the one its ``user_extractor`` resolves now (``None`` if it raises: logged)."""
+    if state.user_cleared:
+        return None
+    if state.user is not None or state.user_extractor is None:
+        return state.user
+    try:
+        return user_from(state.user_extractor(state.asgi_scope))
+    except Exception:
+        logger.exception("asgi_sentry_ctx: user_extractor raised; going on without a user")
+        return None
 
 
 def user_from(obj: Any) -> dict[str, Any] | None:

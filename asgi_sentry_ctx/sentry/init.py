@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sentry_sdk
@@ -77,63 +78,103 @@ def init_sentry(
     other keyword goes to ``sentry_sdk.init`` unchanged.
     """
     try:
-        dsn = dsn if dsn is not None else os.environ.get("SENTRY_DSN", "").strip() or None
-        environment = str(
-            options.pop("environment", None) or os.environ.get("SENTRY_ENVIRONMENT") or "production"
-        ).strip()
-        if not _is_valid_environment(environment):
-            raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
-        traces = _rate(options.pop("traces_sample_rate", None), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
-        profiles = _rate(
-            options.pop("profiles_sample_rate", None), "SENTRY_PROFILES_SAMPLE_RATE", 0.0
-        )
-        if store is None:
-            store = os.environ.get("ASGI_SENTRY_CTX_STORE", "").strip() or None
-        if store is not None and "transport" in options:
-            raise _ConfigError("pass either store or transport, not both")
-        if dsn is None and store is None:
-            logger.info(
-                "asgi_sentry_ctx: Sentry disabled: no DSN (set SENTRY_DSN) "
-                "and no local event store (set ASGI_SENTRY_CTX_STORE)"
-            )
-            return False
-        if dsn is not None:
-            try:
-                Dsn(dsn)
-            except BadDsn as exc:
-                raise _ConfigError(f"SENTRY_DSN is malformed ({exc})") from None
-        if enable_in_dev is None:
-            enable_in_dev = os.environ.get("ASGI_SENTRY_CTX_ENABLE_DEV", "").lower() in {
-                "1",
-                "true",
-                "yes",
-            }
-        local_reason = "no DSN"
-        if dsn is not None and environment.lower() in DEV_ENVIRONMENTS and not enable_in_dev:
-            if store is None:
-                logger.info(
-                    "asgi_sentry_ctx: Sentry disabled: environment %r is a development one "
-                    "(set ASGI_SENTRY_CTX_ENABLE_DEV=1 to report from it)",
-                    environment,
-                )
-                return False
-            # A developer's events stay on their machine, in the store.
-            dsn = None
-            local_reason = f"environment {environment!r} is a development one"
-        event_store = _open_store(store)
+        settings = _read_settings(dsn, store, options)
+        route = _route(settings, enable_in_dev)
     except _ConfigError as exc:
         logger.error("asgi_sentry_ctx: Sentry disabled: %s", exc)
         return False
-
+    if route is None:
+        return False
     noise = NoiseFilter(status_codes=noise_status_codes, exception_types=noise_exception_types)
-    settings: dict[str, Any] = {
+    return _start(settings, route, _sdk_options(settings, route, noise, options))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What was asked for: each keyword, else its environment variable, else the default."""
+
+    dsn: str | None
+    environment: str
+    traces: float
+    profiles: float
+    store: str | os.PathLike[str] | EventStore | None
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where events go once Sentry is on."""
+
+    dsn: str | None  # None: they stay in the store
+    store: EventStore | None
+    local_reason: str  # why they stay in the store, when they do
+
+
+def _read_settings(
+    dsn: str | None, store: str | os.PathLike[str] | EventStore | None, options: dict[str, Any]
+) -> _Settings:
+    """Resolve and validate the DSN, environment, sample rates and store settings."""
+    dsn = dsn if dsn is not None else os.environ.get("SENTRY_DSN", "").strip() or None
+    environment = str(
+        options.get("environment") or os.environ.get("SENTRY_ENVIRONMENT") or "production"
+    ).strip()
+    if not _is_valid_environment(environment):
+        raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
+    traces = _rate(options.get("traces_sample_rate"), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
+    profiles = _rate(options.get("profiles_sample_rate"), "SENTRY_PROFILES_SAMPLE_RATE", 0.0)
+    if store is None:
+        store = os.environ.get("ASGI_SENTRY_CTX_STORE", "").strip() or None
+    if store is not None and "transport" in options:
+        raise _ConfigError("pass either store or transport, not both")
+    return _Settings(dsn, environment, traces, profiles, store)
+
+
+def _route(settings: _Settings, enable_in_dev: bool | None) -> _Route | None:
+    """Decide whether Sentry is on and where events go; ``None`` (logged) when it is off."""
+    dsn, store, environment = settings.dsn, settings.store, settings.environment
+    if dsn is None and store is None:
+        logger.info(
+            "asgi_sentry_ctx: Sentry disabled: no DSN (set SENTRY_DSN) "
+            "and no local event store (set ASGI_SENTRY_CTX_STORE)"
+        )
+        return None
+    if dsn is not None:
+        try:
+            Dsn(dsn)
+        except BadDsn as exc:
+            raise _ConfigError(f"SENTRY_DSN is malformed ({exc})") from None
+    if enable_in_dev is None:
+        enable_in_dev = os.environ.get("ASGI_SENTRY_CTX_ENABLE_DEV", "").lower() in {
+            "1",
+            "true",
+            "yes",
+        }
+    local_reason = "no DSN"
+    if dsn is not None and environment.lower() in DEV_ENVIRONMENTS and not enable_in_dev:
+        if store is None:
+            logger.info(
+                "asgi_sentry_ctx: Sentry disabled: environment %r is a development one "
+                "(set ASGI_SENTRY_CTX_ENABLE_DEV=1 to report from it)",
+                environment,
+            )
+            return None
+        # A developer's events stay on their machine, in the store.
+        dsn = None
+        local_reason = f"environment {environment!r} is a development one"
+    return _Route(dsn, _open_store(store), local_reason)
+
+
+def _sdk_options(
+    settings: _Settings, route: _Route, noise: NoiseFilter, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The keywords for ``sentry_sdk.init``: the defaults, the caller's, the resolved ones."""
+    sdk_options: dict[str, Any] = {
         "max_breadcrumbs": 100,
         "include_local_variables": True,
         **options,
-        "dsn": dsn,
-        "environment": environment,
-        "traces_sample_rate": traces,
-        "profiles_sample_rate": profiles,
+        "dsn": route.dsn,
+        "environment": settings.environment,
+        "traces_sample_rate": settings.traces,
+        "profiles_sample_rate": settings.profiles,
         "integrations": [*_default_integrations(), *options.get("integrations", ())],
         "before_send": _chain(noise, options.get("before_send"), "before_send"),
         # Transactions carry request data and extra too, and never see before_send.
@@ -141,36 +182,44 @@ def init_sentry(
             None, options.get("before_send_transaction"), "before_send_transaction"
         ),
     }
-    if event_store is not None:
+    if route.store is not None:
         # The SDK builds a transport class (with its final options) only when
         # there is a DSN: without one, it needs an instance.
-        settings["transport"] = (
-            store_transport(event_store)
-            if dsn is not None
-            else StoreTransport(None, store=event_store)
+        sdk_options["transport"] = (
+            store_transport(route.store)
+            if route.dsn is not None
+            else StoreTransport(None, store=route.store)
         )
+    return sdk_options
+
+
+def _start(settings: _Settings, route: _Route, sdk_options: dict[str, Any]) -> bool:
+    """Initialise the SDK, set the library up and say where events go; whether it worked."""
     try:
-        sentry_sdk.init(**settings)
+        sentry_sdk.init(**sdk_options)
     except Exception as exc:
         logger.error("asgi_sentry_ctx: Sentry disabled: sentry_sdk.init failed: %s", exc)
         return False
     setup_once()
     record_process_base()
-    if event_store is None:
-        where = ""
-    elif dsn is None:
-        where = f"; events stay in the local store {event_store.path} ({local_reason})"
-    else:
-        where = f"; events go through the local store {event_store.path}"
     logger.info(
         "asgi_sentry_ctx: Sentry initialised (environment=%s, traces_sample_rate=%s, "
         "max_breadcrumbs=%s)%s",
-        environment,
-        traces,
-        settings["max_breadcrumbs"],
-        where,
+        settings.environment,
+        settings.traces,
+        sdk_options["max_breadcrumbs"],
+        _where(route),
     )
     return True
+
+
+def _where(route: _Route) -> str:
+    """The end of the "initialised" log line: the store events go through, if any."""
+    if route.store is None:
+        return ""
+    if route.dsn is None:
+        return f"; events stay in the local store {route.store.path} ({route.local_reason})"
+    return f"; events go through the local store {route.store.path}"
 
 
 def _is_valid_environment(name: str) -> bool:

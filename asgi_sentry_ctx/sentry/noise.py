@@ -29,7 +29,8 @@ def ignore_exception_types(*types: type[BaseException]) -> None:
     """Declare exception types as noise for every [`NoiseFilter`][asgi_sentry_ctx.NoiseFilter].
 
     Process-wide and permanent: meant for framework adapters and libraries.
-    An application passes ``noise_exception_types`` to ``init_sentry`` instead.
+    An application passes ``noise_exception_types`` to
+    [`init_sentry`][asgi_sentry_ctx.init_sentry] instead.
     """
     _registered_types.update(types)
 

@@ -19,7 +19,8 @@ from typing import Any, TextIO
 from sentry_sdk.envelope import Envelope
 
 from asgi_sentry_ctx.store.event_format import format_event, format_event_line, summarize_event
-from asgi_sentry_ctx.store.event_store import EventStore, StoredEnvelope
+from asgi_sentry_ctx.store.event_store import EventStore
+from asgi_sentry_ctx.store.records import StoredEnvelope
 
 __all__ = ["main"]
 
@@ -139,7 +140,7 @@ def _tail(store: EventStore, lines: int, interval: float, as_json: bool, out: Te
     for stored in reversed(store.envelopes(limit=lines)):
         _print_tailed(stored, as_json, out)
     while True:
-        for stored in store.iter_new(last):
+        for stored in store.envelopes(after_id=last, newest_first=False):
             _print_tailed(stored, as_json, out)
         last = max(last, store.last_id())
         time.sleep(interval)  # polling a file: nothing to wait on

@@ -1,9 +1,9 @@
 """Sentry events as a person wants to read them, in a terminal.
 
-:func:`summarize_event` picks what matters for triage out of an event as
+``summarize_event`` picks what matters for triage out of an event as
 Sentry receives it (time, level, request ID, user, tags, business context,
-breadcrumbs, exception and its top frames); :func:`format_event` prints that
-summary as a short report and :func:`format_event_line` as one line of a list.
+breadcrumbs, exception and its top frames); ``format_event`` prints that
+summary as a short report and ``format_event_line`` as one line of a list.
 The CLI (``python -m asgi_sentry_ctx events``) and the demo use them.
 """
 
@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from asgi_sentry_ctx._timestamps import parse_timestamp
 
 __all__ = ["format_event", "format_event_line", "summarize_event"]
 
@@ -169,15 +171,10 @@ def _tags(tags: Any) -> dict[str, str]:
 
 
 def _iso(timestamp: Any) -> str | None:
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-        return datetime.fromtimestamp(timestamp, UTC).isoformat()
-    if isinstance(timestamp, str) and timestamp:
-        try:
-            parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-        except ValueError:
-            return timestamp
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
-    return None
+    parsed = parse_timestamp(timestamp)
+    if parsed is not None:
+        return parsed.isoformat()
+    return timestamp if isinstance(timestamp, str) and timestamp else None  # shown as it is
 
 
 def _short_time(iso: str | None) -> str:

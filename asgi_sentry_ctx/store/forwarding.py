@@ -10,7 +10,7 @@ Sentry's answer means here:
 - any other 4xx (400 malformed, 413 too large, 401/403...): moved to the
   dead-letter table with Sentry's reason; retrying would never help.
 
-HTTP itself is the SDK's own :class:`~sentry_sdk.transport.HttpTransport`
+HTTP itself is the SDK's own ``sentry_sdk.transport.HttpTransport``
 (its connection pool, proxies, certificates and auth header), and rate-limit
 headers are parsed by the SDK's own parser.
 """
@@ -33,7 +33,9 @@ from sentry_sdk.transport import HttpTransport, _parse_rate_limits
 from sentry_sdk.utils import format_timestamp
 
 from asgi_sentry_ctx._log import logger
-from asgi_sentry_ctx.store.event_store import ClaimedEnvelope, EventStore, live_owners
+from asgi_sentry_ctx.store.delivery import register_live_owner, unregister_live_owner
+from asgi_sentry_ctx.store.event_store import EventStore
+from asgi_sentry_ctx.store.records import ClaimedEnvelope
 
 __all__ = ["Answer", "Forwarder", "HttpSender"]
 
@@ -84,7 +86,6 @@ class Forwarder:
         keep_sent: bool = True,
         retry_base: float = 1.0,
         retry_max: float = 60.0,
-        batch_size: int = 1,
         lease: float = 120.0,
         poll_interval: float = 1.0,
         on_dead_letter: Callable[[tuple[str, ...]], None] | None = None,
@@ -95,7 +96,6 @@ class Forwarder:
         self.keep_sent = keep_sent
         self.retry_base = retry_base
         self.retry_max = retry_max
-        self.batch_size = batch_size
         self.lease = lease
         self.poll_interval = poll_interval
         self.on_dead_letter = on_dead_letter
@@ -129,7 +129,7 @@ class Forwarder:
                 self.owner = EventStore.new_owner()  # a forked child is its own owner
             self._stopping = False
             self._pid = os.getpid()
-            live_owners.add(self.owner)
+            register_live_owner(self.owner)
             self._thread = threading.Thread(
                 target=self._run, name="asgi-sentry-ctx-forwarder", daemon=True
             )
@@ -175,7 +175,7 @@ class Forwarder:
             self._cond.notify_all()
             thread = self._thread
         # What it still holds (a send that hangs) may be taken over by the next forwarder.
-        live_owners.discard(self.owner)
+        unregister_live_owner(self.owner)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -224,11 +224,12 @@ class Forwarder:
         if time.time() >= self._next_takeover:
             self._take_over_dead_owners()  # a worker process killed while we run
         if time.time() >= self._backoff_until:
-            claimed = self.store.claim(self.owner, limit=self.batch_size, lease=self.lease)
+            # One at a time: a lease covers only the envelope being sent.
+            claimed = self.store.claim(self.owner, limit=1, lease=self.lease)
             if claimed:
                 with self._cond:
                     self._force_report |= force_report  # kept for the round with nothing to send
-                self._send_all(claimed)
+                self._send_claimed(claimed[0])
                 return time.time() if time.time() >= self._backoff_until else self._backoff_until
         if self.on_round is not None:
             # Between bursts, so that a client report never evicts an envelope waiting to go.
@@ -240,11 +241,8 @@ class Forwarder:
         # again a little later rather than spin.
         return max(due, self._backoff_until, time.time() + 0.05)
 
-    def _send_all(self, claimed: list[ClaimedEnvelope]) -> None:
-        for index, envelope in enumerate(claimed):
-            if self._stopping or not self._send(envelope):
-                self.store.release(e.id for e in claimed[index + 1 :])
-                return
+    def _send_claimed(self, envelope: ClaimedEnvelope) -> None:
+        if not self._stopping and self._send(envelope):
             with self._cond:
                 self._cond.notify_all()
 

@@ -3,11 +3,11 @@
 The SDK's own transport keeps envelopes in a 100-slot memory queue and drops
 them when the queue is full, on a network error, during a rate limit, and at
 exit after ``shutdown_timeout``. This one hands each envelope to the
-:class:`~asgi_sentry_ctx.store.EventStore` before ``capture_envelope``
-returns, and a background :class:`~asgi_sentry_ctx.store.forwarding.Forwarder`
-sends it to the DSN; it leaves the disk only when Sentry acknowledged it.
-Without a DSN nothing is forwarded: the store is where events go, and
-``python -m asgi_sentry_ctx events`` shows them.
+``EventStore`` before ``capture_envelope`` returns, and a background
+``Forwarder`` (``store/forwarding.py``) sends it to the DSN; it leaves the
+disk only when Sentry acknowledged it. Without a DSN nothing is forwarded:
+the store is where events go, and ``python -m asgi_sentry_ctx events`` shows
+them.
 
 Use it through ``init_sentry(store=PATH)``, or with the SDK directly::
 
@@ -70,11 +70,6 @@ class StoreTransport(Transport):
                 on_round=self._store_client_report,
             )
             self._forwarder.ensure_started()
-
-    @property
-    def forwarding(self) -> bool:
-        """Whether envelopes are sent to a DSN (else they stay local)."""
-        return self._forwarder is not None
 
     def capture_envelope(self, envelope: Envelope) -> None:
         try:
@@ -140,11 +135,12 @@ class StoreTransport(Transport):
 def store_transport(
     store: EventStore | str | os.PathLike[str], **settings: Any
 ) -> type[StoreTransport]:
-    """A :class:`StoreTransport` class bound to ``store``, for ``sentry_sdk.init(transport=...)``.
+    """A [`StoreTransport`][asgi_sentry_ctx.StoreTransport] class bound to ``store``, for
+    ``sentry_sdk.init(transport=...)``.
 
     The SDK instantiates a transport class with its final options (DSN,
     proxies, certificates), which the forwarder needs. ``settings`` are
-    :class:`StoreTransport`'s keyword arguments.
+    [`StoreTransport`][asgi_sentry_ctx.StoreTransport]'s keyword arguments.
     """
 
     class BoundStoreTransport(StoreTransport):

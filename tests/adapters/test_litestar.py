@@ -480,6 +480,15 @@ class TestUsers:
         [event] = only_events_before_marker(ingest, 1)
         assert event["user"] == {"id": "acct-42"}
 
+    @pytest.mark.parametrize(
+        "extractor", [lambda scope: "u-1", None], ids=["extractor", "explicit-none"]
+    )
+    def test_user_getter_and_user_extractor_are_refused_together(self, extractor: Any) -> None:
+        # ``user_extractor=None`` counts too: it used to be accepted, and then
+        # silently won over the getter (no user at all).
+        with pytest.raises(TypeError, match="pass user_getter or user_extractor, not both"):
+            SentryContextPlugin(user_getter=lambda user: user, user_extractor=extractor)
+
     async def test_concurrent_requests_each_carry_their_own_user(
         self, served: Any, ingest: SentryIngest
     ) -> None:

@@ -442,6 +442,16 @@ def test_app_without_quart_auth_sends_events_without_user_and_logs_nothing(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@pytest.mark.parametrize(
+    "extractor", [lambda scope: "u-1", None], ids=["extractor", "explicit-none"]
+)
+def test_user_getter_and_user_extractor_are_refused_together(extractor: Any) -> None:
+    app = Quart(__name__)
+    with pytest.raises(TypeError, match="pass user_getter or user_extractor, not both"):
+        init_app(app, user_getter=lambda: "u-1", user_extractor=extractor)
+    init_app(app)  # nothing was installed by the refused call
+
+
 def test_init_app_twice_is_refused() -> None:
     app = Quart(__name__)
     init_app(app)

@@ -16,9 +16,11 @@ from asgi_sentry_ctx import (
     SentryContextMiddleware,
     capture_message,
     clear_user,
+    current_user,
     set_user,
     user_from,
 )
+from asgi_sentry_ctx.context.users import bind_request_user
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import ok, request
 from tests.conftest import SentryInit
@@ -233,6 +235,105 @@ class TestUserExtractor:
         await request(app)
         [event] = ingest.wait_for_events(1)
         assert "user" not in event
+
+
+class MutableUser:
+    """A user whose id changes after it was bound: shows when it is read."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+
+class UnreadableUser(dict[str, Any]):
+    """A mapping that raises something else than ``KeyError`` when read."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("session closed")
+
+
+class TestBindRequestUser:
+    """The core of the adapters' user binding (FastAPI's ``bind_user``, Quart's async getter)."""
+
+    async def test_binds_lazily_in_a_request_and_replaces_the_extractor(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        calls: list[Any] = []
+
+        def extractor(scope: Any) -> str:
+            calls.append(scope)
+            return "from-extractor"
+
+        def bind(scope: Any) -> None:
+            user = MutableUser("u-1")
+            bind_request_user(user)
+            user.id = "u-2"  # read when the event is built, not now
+
+        app = capturing("m", before=bind)
+        await request(SentryContextMiddleware(app, user_extractor=extractor))
+        [event] = ingest.wait_for_events(1)
+        assert event["user"] == {"id": "u-2"}
+        assert calls == []
+
+    async def test_not_lazily_reads_the_user_now(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        def bind(scope: Any) -> None:
+            user = MutableUser("u-1")
+            bind_request_user(user, lazily=False)
+            user.id = "u-2"
+
+        await request(SentryContextMiddleware(capturing("m", before=bind)))
+        [event] = ingest.wait_for_events(1)
+        assert event["user"] == {"id": "u-1"}
+
+    @pytest.mark.parametrize("lazily", [True, False])
+    async def test_a_later_set_user_or_clear_user_wins(
+        self, lazily: bool, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            bind_request_user({"id": "bound"}, lazily=lazily)
+            set_user("explicit")
+            capture_message("set")
+            bind_request_user({"id": "bound"}, lazily=lazily)
+            clear_user()
+            capture_message("cleared")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app))
+        explicit, cleared = ingest.wait_for_events(2)
+        assert explicit["user"] == {"id": "explicit"}
+        assert "user" not in cleared
+
+    @pytest.mark.parametrize("lazily", [True, False])
+    async def test_none_binds_nothing(
+        self, lazily: bool, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        sentry_init()
+        app = capturing("m", before=lambda scope: bind_request_user(None, lazily=lazily))
+        await request(SentryContextMiddleware(app, user_extractor=lambda scope: "from-auth"))
+        [event] = ingest.wait_for_events(1)
+        assert event["user"] == {"id": "from-auth"}
+
+    async def test_outside_a_request_it_sets_the_scopes_user(self, sentry_init: SentryInit) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope():
+            bind_request_user(MutableUser("worker-user"))
+            assert current_user() == {"id": "worker-user"}
+
+    async def test_an_unreadable_user_is_logged_and_never_raises(
+        self, sentry_init: SentryInit, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sentry_init()
+        with sentry_sdk.isolation_scope(), caplog.at_level(logging.ERROR):
+            bind_request_user(UnreadableUser(), lazily=False)
+            assert current_user() is None
+        ours = [r for r in caplog.records if r.name == "asgi_sentry_ctx"]
+        assert ["could not bind the user" in r.getMessage() for r in ours] == [True]
 
 
 @dataclass

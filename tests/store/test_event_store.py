@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from asgi_sentry_ctx.store.delivery import register_live_owner, unregister_live_owner
 from asgi_sentry_ctx.store.event_store import EventStore
 
 
@@ -78,6 +79,20 @@ def test_the_leases_of_a_process_that_died_are_taken_over(store: EventStore) -> 
     assert store.claim("me", limit=1, lease=60) == []
     assert store.release_dead_owners() == 1
     assert [e.body[:1] for e in store.claim("me", limit=1, lease=60)] == [b"a"]
+
+
+def test_the_leases_of_a_stopped_forwarder_of_this_process_are_taken_over(
+    store: EventStore,
+) -> None:
+    put(store, "a")
+    owner = EventStore.new_owner()
+    register_live_owner(owner)
+    try:
+        assert len(store.claim(owner, limit=1, lease=600)) == 1
+        assert store.release_dead_owners() == 0  # its forwarder runs
+    finally:
+        unregister_live_owner(owner)
+    assert store.release_dead_owners() == 1
 
 
 def test_a_rate_limited_category_is_held_back_and_the_others_are_not(store: EventStore) -> None:
