@@ -237,6 +237,56 @@ class TestUserExtractor:
         assert "user" not in event
 
 
+class TestCurrentUserInARequest:
+    """``current_user()`` resolves a request's user exactly as its events do."""
+
+    @pytest.mark.parametrize(
+        ("before", "expected"),
+        [
+            (lambda scope: None, {"id": "from-extractor"}),
+            (lambda scope: set_user("explicit"), {"id": "explicit"}),
+            (lambda scope: clear_user(), None),
+            (lambda scope: bind_request_user({"id": "bound"}), {"id": "bound"}),
+        ],
+        ids=["extractor", "set-user", "cleared", "bound"],
+    )
+    async def test_is_the_user_the_event_carries(
+        self,
+        before: Any,
+        expected: dict[str, Any] | None,
+        sentry_init: SentryInit,
+        ingest: SentryIngest,
+    ) -> None:
+        sentry_init()
+        seen: list[Any] = []
+
+        def look(scope: Any) -> None:
+            before(scope)
+            seen.append(current_user())
+
+        app = capturing("m", before=look)
+        await request(SentryContextMiddleware(app, user_extractor=lambda scope: "from-extractor"))
+        [event] = ingest.wait_for_events(1)
+        assert seen == [expected]
+        assert event.get("user") == expected
+
+    async def test_a_raising_extractor_is_no_user_and_is_logged(
+        self, sentry_init: SentryInit, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sentry_init()
+        seen: list[Any] = []
+
+        def extractor(scope: Any) -> Any:
+            raise RuntimeError("auth backend down")
+
+        app = capturing(before=lambda scope: seen.append(current_user()))
+        with caplog.at_level(logging.DEBUG):
+            await request(SentryContextMiddleware(app, user_extractor=extractor))
+        assert seen == [None]
+        ours = [r for r in caplog.records if r.name == "asgi_sentry_ctx"]
+        assert ["user_extractor raised" in r.getMessage() for r in ours] == [True]
+
+
 class MutableUser:
     """A user whose id changes after it was bound: shows when it is read."""
 
