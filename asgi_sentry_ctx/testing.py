@@ -9,7 +9,7 @@ real HTTP transport posts its envelopes here, compressed as usual::
         ...
         [event] = ingest.wait_for_events(1)
 
-Only the standard library is used; it listens on 127.0.0.1 only.
+It listens on 127.0.0.1 only, and reads envelopes with sentry-sdk's own parser.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from sentry_sdk.envelope import Envelope as SdkEnvelope
 
 __all__ = ["Envelope", "SentryIngest", "parse_envelope"]
 
@@ -40,23 +42,23 @@ class Envelope:
 
 
 def parse_envelope(body: bytes) -> Envelope:
-    """Parse an uncompressed envelope body (Sentry's newline-delimited format)."""
-    header_line, _, rest = body.partition(b"\n")
+    """Parse an uncompressed envelope body with sentry-sdk's own parser.
+
+    JSON payloads (events, transactions, and items whose content type is
+    ``application/json``, the default) are decoded; others stay bytes.
+    """
+    parsed = SdkEnvelope.deserialize(body)
     items: list[tuple[dict[str, Any], Any]] = []
-    while rest.strip():
-        item_line, _, rest = rest.partition(b"\n")
-        if not item_line.strip():
-            continue
-        item = json.loads(item_line)
-        length = item.get("length")
-        if length is None:
-            payload, _, rest = rest.partition(b"\n")
-        else:
-            payload, rest = rest[:length], rest[length:]
-            rest = rest.removeprefix(b"\n")
-        is_json = item.get("content_type", "application/json") == "application/json"
-        items.append((item, json.loads(payload) if is_json and payload else payload))
-    return Envelope(json.loads(header_line) if header_line.strip() else {}, items)
+    for item in parsed.items:
+        payload = item.payload
+        value: Any = payload.json
+        if value is None:
+            value = payload.bytes
+            content_type = item.headers.get("content_type", "application/json")
+            if content_type == "application/json" and value:
+                value = json.loads(value)
+        items.append((dict(item.headers), value))
+    return Envelope(dict(parsed.headers), items)
 
 
 class SentryIngest:

@@ -30,6 +30,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from asgi_sentry_ctx import init_sentry
 from asgi_sentry_ctx.testing import SentryIngest
 
+# ``pytester``: the docs' test files and the library's pytest plugin run in a fresh pytest.
+pytest_plugins = ["pytester"]
+
 SentryInit = Callable[..., None]
 ProductionInit = Callable[..., None]
 

@@ -2,7 +2,9 @@
 
 A page's blocks run in order in one namespace, like a reader typing them into
 one file. A block fenced as ```python no-exec is shown but not run (for
-snippets that only make sense inside a larger app); use it sparingly.
+snippets that only make sense inside a larger app); use it sparingly. A block
+fenced as ```python pytest is a test file (docs/testing.md): pytest runs it in
+a fresh process, with the library's pytest plugin found through its entry point.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ def python_blocks(page: Path) -> list[str]:
     return [
         textwrap.dedent(code)
         for _, info, code in _BLOCK.findall(page.read_text())
-        if "no-exec" not in info
+        if "no-exec" not in info and "pytest" not in info
+    ]
+
+
+def test_files(page: Path) -> list[str]:
+    return [
+        textwrap.dedent(code)
+        for _, info, code in _BLOCK.findall(page.read_text())
+        if info.strip() == "pytest"
     ]
 
 
@@ -64,3 +74,14 @@ def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         result = main()
         if asyncio.iscoroutine(result):
             asyncio.run(result)
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if test_files(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_page_test_files_pass(page: Path, pytester: pytest.Pytester) -> None:
+    for number, code in enumerate(test_files(page)):
+        pytester.makepyfile(**{f"test_{page.stem}_{number}": code})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    tests = sum(code.count("\ndef test_") for code in test_files(page))
+    result.assert_outcomes(passed=tests)

@@ -94,6 +94,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "support": frozenset({"context", "sentry", "leaf"}),
     "adapters": frozenset({"adapters", "support", "middleware", "leaf"}),
     "testing": frozenset({"leaf"}),
+    "pytest_plugin": frozenset({"sentry", "testing", "leaf"}),
     "__main__": frozenset(),
     "root": frozenset({"context", "sentry", "middleware", "leaf"}),
 }
