@@ -36,7 +36,7 @@ def python_blocks(page: Path) -> list[str]:
     ]
 
 
-def test_files(page: Path) -> list[str]:
+def page_test_files(page: Path) -> list[str]:
     return [
         textwrap.dedent(code)
         for _, info, code in _BLOCK.findall(page.read_text())
@@ -77,11 +77,11 @@ def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "page", [p for p in PAGES if test_files(p)], ids=lambda p: str(p.relative_to(ROOT))
+    "page", [p for p in PAGES if page_test_files(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_page_test_files_pass(page: Path, pytester: pytest.Pytester) -> None:
-    for number, code in enumerate(test_files(page)):
+    for number, code in enumerate(page_test_files(page)):
         pytester.makepyfile(**{f"test_{page.stem}_{number}": code})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    tests = sum(code.count("\ndef test_") for code in test_files(page))
+    tests = sum(code.count("\ndef test_") for code in page_test_files(page))
     result.assert_outcomes(passed=tests)

@@ -1,4 +1,5 @@
-"""Request context on the app's log records: a ``logging`` filter and a structlog processor."""
+"""Request context on the app's log records: a ``logging`` filter, a structlog
+processor, and the attributes of Sentry's structured logs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from asgi_sentry_ctx.context.state import current_request
 
-__all__ = ["RequestContextFilter", "add_request_context"]
+__all__ = ["RequestContextFilter", "add_request_attributes", "add_request_context"]
 
 
 class RequestContextFilter(logging.Filter):
@@ -50,3 +51,21 @@ def add_request_context(
         if user and "id" in user:
             event_dict.setdefault("user_id", user["id"])
     return event_dict
+
+
+def add_request_attributes(log: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """Sentry log hook (``before_send_log``): ``request_id`` (and ``user.id`` when
+    set) as attributes of a log sent during a request.
+
+    ``init_sentry`` chains it before the app's own hook. Like the logging
+    filter, it never calls a user extractor: a user given to ``set_user``
+    reaches the log through the SDK's scope already. Attributes the app set win.
+    """
+    state = current_request()
+    if state is not None:
+        attributes = log.setdefault("attributes", {})
+        attributes.setdefault("request_id", state.request_id)
+        user = state.user
+        if user and "id" in user:
+            attributes.setdefault("user.id", user["id"])
+    return log

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import sentry_sdk
+from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.utils import BadDsn, Dsn
 
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.isolation import record_process_base
+from asgi_sentry_ctx.context.log_records import add_request_attributes
 from asgi_sentry_ctx.sentry.hooks import setup_once
 from asgi_sentry_ctx.sentry.noise import DEFAULT_NOISE_STATUS_CODES, BeforeSend, NoiseFilter
 from asgi_sentry_ctx.sentry.scrubbing import scrub_event
@@ -62,7 +64,9 @@ def init_sentry(
       ``noise_status_codes`` and ``noise_exception_types``), then your own
       ``before_send`` if given, then scrubbing; ``before_send_transaction``:
       yours if given, then scrubbing. A ``before_send`` of yours that
-      raises is logged and the event is kept.
+      raises is logged and the event is kept;
+    - ``before_send_log`` (structured logs, ``enable_logs=True``): the request's
+      ``request_id`` (and ``user.id``) as attributes, then yours if given.
 
     ``store`` (or ``ASGI_SENTRY_CTX_STORE``): a path to the local event store
     (SQLite). Every envelope is written there first and forwarded to the DSN in
@@ -182,6 +186,10 @@ def _sdk_options(
             None, options.get("before_send_transaction"), "before_send_transaction"
         ),
     }
+    if "before_send_log" in DEFAULT_OPTIONS:  # sentry-sdk releases with structured logs
+        experiments = options.get("_experiments") or {}
+        user_hook = options.get("before_send_log") or experiments.get("before_send_log")
+        sdk_options["before_send_log"] = _chain_log(user_hook)
     if route.store is not None:
         # The SDK builds a transport class (with its final options) only when
         # there is a DSN: without one, it needs an instance.
@@ -284,3 +292,20 @@ def _chain(noise: NoiseFilter | None, user_hook: BeforeSend | None, name: str) -
             return None
 
     return before_send
+
+
+def _chain_log(user_hook: BeforeSend | None) -> BeforeSend:
+    def before_send_log(log: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            log = add_request_attributes(log, hint)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: could not add the request ID to a log")
+        if user_hook is None:
+            return log
+        try:
+            return user_hook(log, hint)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: your before_send_log raised; the log is kept")
+            return log
+
+    return before_send_log

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
+import sentry_sdk
 import structlog
 
 from asgi_sentry_ctx import (
@@ -17,7 +19,9 @@ from asgi_sentry_ctx import (
     clear_user,
     set_user,
 )
+from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import ok, request
+from tests.conftest import ProductionInit
 
 
 class Collect(logging.Handler):
@@ -153,3 +157,91 @@ class TestStructlog:
         logger, seen = captured
         logger.info("start-up")
         assert seen == [{"event": "start-up"}]
+
+
+def sentry_logs(ingest: SentryIngest) -> list[dict[str, Any]]:
+    """The structured logs Sentry received, each with its attributes' values."""
+    sentry_sdk.flush()
+    logs = []
+    for envelope in ingest.envelopes:
+        for payload in envelope.payloads("log"):
+            for item in json.loads(payload)["items"]:
+                item["attributes"] = {k: v["value"] for k, v in item["attributes"].items()}
+                logs.append(item)
+    return logs
+
+
+class TestSentryStructuredLogs:
+    async def test_a_log_sent_in_a_request_carries_its_request_id_and_user(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        production(enable_logs=True)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            set_user("u-9")
+            sentry_sdk.logger.info("upload started")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app), headers=[(b"x-request-id", b"r-slog")])
+        [entry] = sentry_logs(ingest)
+        assert entry["body"] == "upload started"
+        assert entry["attributes"]["request_id"] == "r-slog"
+        assert entry["attributes"]["user.id"] == "u-9"
+
+    async def test_a_logging_record_sent_as_a_sentry_log_carries_the_request_id(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        production(enable_logs=True)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            log.warning("disk almost full")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app), headers=[(b"x-request-id", b"r-rec")])
+        entries = [e for e in sentry_logs(ingest) if e["body"] == "disk almost full"]
+        assert [e["attributes"]["request_id"] for e in entries] == ["r-rec"]
+
+    def test_a_log_outside_a_request_has_no_request_id(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        production(enable_logs=True)
+        sentry_sdk.logger.info("at start-up")
+        [entry] = sentry_logs(ingest)
+        assert "request_id" not in entry["attributes"]
+
+    async def test_the_apps_own_hook_sees_the_request_id_and_its_attributes_win(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        seen: list[str] = []
+
+        def before_send_log(entry: Any, hint: Any) -> Any:
+            seen.append(entry["attributes"]["request_id"])
+            entry["attributes"]["request_id"] = "overridden"
+            return entry
+
+        production(enable_logs=True, before_send_log=before_send_log)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            sentry_sdk.logger.info("hello", attributes={"user.id": "from-the-app"})
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app), headers=[(b"x-request-id", b"r-hook")])
+        [entry] = sentry_logs(ingest)
+        assert seen == ["r-hook"]
+        assert entry["attributes"]["request_id"] == "overridden"
+
+    async def test_a_raising_hook_of_the_app_keeps_the_log(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        def before_send_log(entry: Any, hint: Any) -> Any:
+            raise RuntimeError("broken hook")
+
+        production(enable_logs=True, before_send_log=before_send_log)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            sentry_sdk.logger.info("kept")
+            await ok(scope, receive, send)
+
+        await request(SentryContextMiddleware(app), headers=[(b"x-request-id", b"r-kept")])
+        [entry] = sentry_logs(ingest)
+        assert entry["attributes"]["request_id"] == "r-kept"
