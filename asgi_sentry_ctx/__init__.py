@@ -21,6 +21,9 @@ from asgi_sentry_ctx.sentry.scrubbing import scrub_event
 from asgi_sentry_ctx.store.event_store import EventStore
 from asgi_sentry_ctx.store.transport import StoreTransport, store_transport
 
+# The one place the version is written (pyproject.toml reads it; not in __all__).
+__version__ = "0.1.0"
+
 __all__ = [
     "EventStore",
     "Failure",

@@ -44,8 +44,9 @@ class Envelope:
 def parse_envelope(body: bytes) -> Envelope:
     """Parse an uncompressed envelope body with sentry-sdk's own parser.
 
-    JSON payloads (events, transactions, and items whose content type is
-    ``application/json``, the default) are decoded; others stay bytes.
+    JSON payloads (events, transactions, items whose content type is
+    ``application/json``, the default, and containers of logs or spans, whose
+    content type ends in ``+json``) are decoded; others stay bytes.
     """
     parsed = SdkEnvelope.deserialize(body)
     items: list[tuple[dict[str, Any], Any]] = []
@@ -55,7 +56,7 @@ def parse_envelope(body: bytes) -> Envelope:
         if value is None:
             value = payload.bytes
             content_type = item.headers.get("content_type", "application/json")
-            if content_type == "application/json" and value:
+            if value and (content_type == "application/json" or content_type.endswith("+json")):
                 value = json.loads(value)
         items.append((dict(item.headers), value))
     return Envelope(dict(parsed.headers), items)

@@ -17,15 +17,19 @@ Property tests scale their example counts with :func:`examples`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sentry_sdk
+import sentry_sdk.worker
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+from sentry_sdk.consts import DEFAULT_OPTIONS
 
 from asgi_sentry_ctx import init_sentry
 from asgi_sentry_ctx.testing import SentryIngest
@@ -103,6 +107,47 @@ def examples(count: int) -> int:
     return max(1, count * current.max_examples // _CI_EXAMPLES)
 
 
+def _threads_share_their_starters_scope() -> bool:
+    """Whether the SDK's ThreadingIntegration runs a new thread in the very
+    isolation scope of the code that started it (sentry-sdk 2.20) rather than
+    in a fork of it (later releases). Probed with a client that sends nothing."""
+    client = sentry_sdk.Client(dsn="", auto_enabling_integrations=False)
+    seen: list[sentry_sdk.Scope] = []
+    try:
+        with sentry_sdk.isolation_scope() as scope:
+            scope.set_client(client)
+            thread = threading.Thread(target=lambda: seen.append(sentry_sdk.get_isolation_scope()))
+            thread.start()
+            thread.join()
+    finally:
+        client.close()
+    return seen[0] is scope
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sdk_worker_outside_requests() -> Iterator[None]:
+    """On an SDK whose threads share their starter's scope, start the SDK's
+    transport thread in a context of its own, as later releases in effect do.
+
+    The SDK starts that thread at the first event it sends, usually inside a
+    request; sharing that request's scope, its POSTs to the loopback ingest
+    become ``httplib`` breadcrumbs of requests (the SDK's check for its own
+    DSN, ``is_sentry_url``, misses a DSN with a port, as only a test's has).
+    Production DSNs have no port, so only the tests see this.
+    """
+    if not _threads_share_their_starters_scope():
+        yield
+        return
+    start = sentry_sdk.worker.BackgroundWorker.start
+
+    def start_outside_requests(self: sentry_sdk.worker.BackgroundWorker) -> None:
+        contextvars.Context().run(start, self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sentry_sdk.worker.BackgroundWorker, "start", start_outside_requests)
+        yield
+
+
 @pytest.fixture
 def ingest() -> Iterator[SentryIngest]:
     with SentryIngest() as server:
@@ -171,8 +216,59 @@ def reset_sdk() -> None:
     sentry_sdk.get_global_scope().set_client(None)
 
 
+# ``@pytest.mark.sdk_feature(name)``: the test needs a sentry-sdk feature that
+# older supported releases lack (`make sdk-range` runs the suite on the oldest).
+# Each is found by probing the installed SDK, never by comparing versions: an
+# option the SDK's ``init`` accepts is in ``DEFAULT_OPTIONS``.
+SDK_FEATURES: dict[str, Callable[[], bool]] = {
+    # The successor of ``send_default_pii`` (sentry-sdk 2.7x).
+    "data_collection": lambda: "data_collection" in DEFAULT_OPTIONS,
+    # Sentry structured logs: ``sentry_sdk.logger``, ``enable_logs``, ``before_send_log``.
+    "logs": lambda: {"enable_logs", "before_send_log"} <= DEFAULT_OPTIONS.keys(),
+    # Span streaming: ``trace_lifecycle="stream"`` and ``sentry_sdk.traces``.
+    "span_streaming": lambda: "trace_lifecycle" in DEFAULT_OPTIONS,
+}
+_SDK_FEATURES_LACKING = pytest.StashKey[dict[str, int]]()  # feature: tests deselected
+
+
+def _sdk_feature(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("sdk_feature")
+    if marker is None:
+        return None
+    if len(marker.args) != 1 or marker.kwargs or marker.args[0] not in SDK_FEATURES:
+        raise pytest.UsageError(
+            f"{item.nodeid}: sdk_feature takes one of {sorted(SDK_FEATURES)}, "
+            f"got {marker.args!r} {marker.kwargs!r}"
+        )
+    name: str = marker.args[0]
+    return name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests of the sentry-sdk features the installed release lacks."""
+    lacking = {name: 0 for name, probe in SDK_FEATURES.items() if not probe()}
+    config.stash[_SDK_FEATURES_LACKING] = lacking
+    kept, deselected = [], []
+    for item in items:
+        feature = _sdk_feature(item)
+        if feature in lacking:
+            deselected.append(item)
+            lacking[feature] += 1
+        else:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     from tests.leakcheck.rig import RESULTS
 
     for line in RESULTS:
         terminalreporter.write_line(line)
+    lacking = terminalreporter.config.stash.get(_SDK_FEATURES_LACKING, {})
+    for feature, count in sorted(lacking.items()):
+        terminalreporter.write_line(
+            f"sdk_feature {feature}: {count} tests deselected, "
+            f"sentry-sdk {sentry_sdk.VERSION} lacks it"
+        )

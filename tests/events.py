@@ -33,5 +33,33 @@ def as_json(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=False)
 
 
+def message_of(event: dict[str, Any]) -> str:
+    """The text Sentry shows for ``event``: a captured message, or a logging
+    record's ``logentry`` with its arguments in. sentry-sdk 2.20 sends the
+    record's format and ``params`` only; later releases add ``formatted``."""
+    if event.get("message"):
+        return str(event["message"])
+    entry = event["logentry"]
+    if "formatted" in entry:
+        return str(entry["formatted"])
+    params = entry.get("params")
+    if not params:
+        return str(entry["message"])
+    return str(entry["message"] % (tuple(params) if isinstance(params, list) else params))
+
+
 def crumb_messages(event: dict[str, Any]) -> list[str]:
     return [crumb.get("message") for crumb in event.get("breadcrumbs", {}).get("values", [])]
+
+
+def telemetry_items(ingest: SentryIngest, kind: str) -> list[dict[str, Any]]:
+    """The ``kind`` items (``"log"``, ``"span"``) Sentry received, flushed first,
+    each with its attributes' values."""
+    sentry_sdk.flush()
+    items = []
+    for envelope in ingest.envelopes:
+        for container in envelope.payloads(kind):
+            for item in container["items"]:
+                item["attributes"] = {k: v["value"] for k, v in item["attributes"].items()}
+                items.append(item)
+    return items

@@ -17,20 +17,17 @@ from typing import Any
 import django
 import httpx
 import pytest
-import sentry_sdk
 from django.conf import settings
 
 from asgi_sentry_ctx import (
     RequestContextFilter,
     SentryContextMiddleware,
-    capture_message,
     get_request_id,
     set_business_context,
     set_user,
 )
-from asgi_sentry_ctx.testing import SentryIngest
+from asgi_sentry_ctx.pytest_plugin import SentryEvents
 from tests.asgi import lifespan
-from tests.conftest import ProductionInit
 from tests.servers import serve
 
 if not settings.configured:
@@ -96,8 +93,9 @@ class Collect(logging.Handler):
 
 
 @pytest.fixture
-def served(production: ProductionInit) -> Iterator[httpx.Client]:
-    production(traces_sample_rate=0.0, transport_queue_size=10_000)
+def served(sentry_events: SentryEvents) -> Iterator[httpx.Client]:
+    """The Django app under uvicorn, Sentry initialised as the plugin does for
+    an app's own tests (``sentry_events``, docs/testing.md)."""
     django_app = SentryContextMiddleware(get_asgi_application())
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -122,14 +120,6 @@ def records() -> Iterator[Collect]:
         log.removeHandler(collect)
 
 
-def error_events(ingest: SentryIngest) -> list[dict[str, Any]]:
-    """Every event sent so far, proven complete by a marker sent after them."""
-    sentry_sdk.flush()
-    capture_message("marker")
-    events = ingest.wait_for_events(len(ingest.events) + 1)
-    return [event for event in events if event.get("message") != "marker"]
-
-
 @pytest.mark.parametrize("view", ["async-id", "sync-id"])
 def test_both_kinds_of_view_see_the_request_id(
     served: httpx.Client, records: Collect, view: str
@@ -143,14 +133,14 @@ def test_both_kinds_of_view_see_the_request_id(
 
 @pytest.mark.parametrize("view", ["async-fails", "sync-fails"])
 def test_an_unhandled_error_is_one_event_with_the_requests_context(
-    served: httpx.Client, ingest: SentryIngest, view: str
+    served: httpx.Client, sentry_events: SentryEvents, view: str
 ) -> None:
     response = served.get(
         f"/{view}", headers={"X-Request-ID": f"dj-{view}", "X-User": "u-1", "X-Podcast": "p-1"}
     )
     assert response.status_code == 500
     assert response.headers["x-request-id"] == f"dj-{view}"
-    [event] = error_events(ingest)
+    [event] = sentry_events.settle()
     assert event["tags"]["request_id"] == f"dj-{view}"
     assert event["user"] == {"id": "u-1"}
     assert event["contexts"]["business"] == {"podcast_id": "p-1", "action": "upload"}
@@ -159,7 +149,7 @@ def test_an_unhandled_error_is_one_event_with_the_requests_context(
 
 
 def test_concurrent_requests_never_see_each_others_context(
-    served: httpx.Client, ingest: SentryIngest
+    served: httpx.Client, sentry_events: SentryEvents
 ) -> None:
     def fail(number: int) -> None:
         view = "/async-fails" if number % 2 else "/sync-fails"
@@ -172,7 +162,7 @@ def test_concurrent_requests_never_see_each_others_context(
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(fail, range(24)))
-    events = error_events(ingest)
+    events = sentry_events.settle()
     assert len(events) == 24
     for event in events:
         number = event["tags"]["request_id"].removeprefix("r-")

@@ -18,6 +18,7 @@ from asgi_sentry_ctx import (
     set_business_context,
     set_user,
 )
+from asgi_sentry_ctx.pytest_plugin import SentryEvents
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import lifespan
 from tests.conftest import SentryInit
@@ -44,9 +45,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
 def test_a_real_server_serves_request_ids_and_events_reach_the_ingest(
-    server: str, sentry_init: SentryInit, ingest: SentryIngest
+    server: str, sentry_events: SentryEvents
 ) -> None:
-    sentry_init()
     wrapped = SentryContextMiddleware(app)
     with serve(wrapped, server=server) as url, httpx.Client(base_url=url) as client:
         ok = client.get("/", headers={"X-Request-ID": "incoming-1"})
@@ -56,7 +56,7 @@ def test_a_real_server_serves_request_ids_and_events_reach_the_ingest(
     assert ok.headers["x-request-id"] == "incoming-1"
     assert len(fresh.headers["x-request-id"]) == 32
     assert failed.status_code == 500
-    [event] = ingest.wait_for_events(1)
+    [event] = sentry_events.settle()
     assert event["tags"]["request_id"] == "incoming-2"
     assert event["user"] == {"id": "user-9"}
     assert event["contexts"]["business"] == {"podcast_id": "p-9", "action": "upload"}

@@ -15,10 +15,12 @@ Litestar is imported when the plugin sets an app up, never when this module is.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Collection, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.integrations.logging import ignore_logger
+from sentry_sdk.scope import add_global_event_processor
 
 from asgi_sentry_ctx.adapters.support import (
     ASGIApp,
@@ -101,6 +103,7 @@ class SentryContextPlugin:
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Install the middleware and hooks on ``app_config``; called by Litestar."""
         _declare_litestar_noise()
+        _old_sdk_reports_http_exceptions_as_newer_ones_do()
         _place_middleware(app_config, self.options)
         _report_unhandled_exceptions(app_config, self.failed_request_status_codes)
         ids = self._ids
@@ -134,6 +137,40 @@ def _declare_litestar_noise() -> None:
     # event, marked handled. The hook reports it instead, as sentry-sdk's
     # own LitestarIntegration does.
     ignore_logger("litestar")
+
+
+_old_sdk_checked = False
+
+
+def _old_sdk_reports_http_exceptions_as_newer_ones_do() -> None:
+    """Fallback for older sentry-sdk releases (2.20), whose ``LitestarIntegration``
+    takes no ``failed_request_status_codes`` and reports every exception its own
+    ``after_exception`` hook sees, a 409 ``HTTPException`` included. Later
+    releases report only 500-599, as this plugin does by default: on the older
+    ones, a global event processor drops the SDK's report of a lower status.
+    Nothing is registered on later releases; once per process."""
+    global _old_sdk_checked
+    if _old_sdk_checked:
+        return
+    _old_sdk_checked = True
+    try:
+        from sentry_sdk.integrations.litestar import LitestarIntegration
+    except Exception:  # DidNotEnable: an SDK that cannot integrate this Litestar
+        return
+    if "failed_request_status_codes" in inspect.signature(LitestarIntegration).parameters:
+        return
+    from litestar.exceptions import HTTPException
+
+    def drop_sdk_reports_below_500(event: Any, hint: dict[str, Any]) -> Any:
+        exc_info = hint.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        if not isinstance(exc, HTTPException) or exc.status_code >= 500:
+            return event
+        values = (event.get("exception") or {}).get("values") or [{}]
+        mechanism = values[-1].get("mechanism") or {}
+        return None if mechanism.get("type") == LitestarIntegration.identifier else event
+
+    add_global_event_processor(drop_sdk_reports_below_500)
 
 
 def _place_middleware(app_config: AppConfig, options: dict[str, Any]) -> None:

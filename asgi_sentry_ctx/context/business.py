@@ -16,7 +16,9 @@ Three kinds of fields, merged when an event is built, most specific last:
   concurrent tasks of one request each run their own block.
 
 Every field goes into the event's ``business`` context block as given, and each
-field that is a valid Sentry tag also becomes a searchable tag.
+field that is a valid Sentry tag also becomes a searchable tag. Where the SDK
+streams spans, a request's own fields that are valid tags are also attributes
+of the spans it sends from then on (streamed spans carry no tags).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from sentry_sdk.scope import Scope
+
 from asgi_sentry_ctx.context.processors import register_once
 from asgi_sentry_ctx.context.state import current_request
+from asgi_sentry_ctx.context.tracing_mode import tracing_mode
 
 __all__ = [
     "apply_business",
@@ -63,6 +68,20 @@ def set_business_context(**fields: Any) -> None:
         _fields.set(_merged(_fields.get(), fields))
     else:
         state.business = _merged(state.business, fields)
+        _set_span_attributes(fields)
+
+
+def _set_span_attributes(fields: Mapping[str, Any]) -> None:
+    # Streamed spans (``trace_lifecycle="stream"``) take scope attributes, not
+    # tags: the request's fields that are tags become attributes of its spans.
+    isolation = Scope.get_isolation_scope()
+    if not tracing_mode(isolation).spans_streamed:
+        return
+    for key, value in fields.items():
+        if value is None:
+            isolation.remove_attribute(key)
+        elif is_valid_tag_key(key) and tag_value(value) is not None:
+            isolation.set_attribute(key, value)
 
 
 @contextmanager

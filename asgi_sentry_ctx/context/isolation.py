@@ -19,13 +19,13 @@ from contextvars import Token
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import sentry_sdk.scope
 from sentry_sdk.integrations.asgi import _asgi_middleware_applied
 from sentry_sdk.scope import Scope, ScopeType, _current_scope, _isolation_scope
-from sentry_sdk.tracing_utils import PropagationContext, has_tracing_enabled
+from sentry_sdk.tracing_utils import PropagationContext
 
 from asgi_sentry_ctx.context.business import _fields as _business_fields
 from asgi_sentry_ctx.context.state import RequestState, _current, current_request
+from asgi_sentry_ctx.context.tracing_mode import tracing_mode
 
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
@@ -104,6 +104,9 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
         state.base_isolation = _process_base
         current = _current_scope.get() or Scope.get_current_scope()
         current._event_processors.append(processor)
+        if isolation is not None and tracing_mode(isolation).spans_streamed:
+            # The SDK's request span ends in this isolation scope, after us.
+            isolation.set_attribute("request_id", state.request_id)
         return None
     parent = _isolation_scope.get() or Scope.get_isolation_scope()
     state.base_isolation = parent
@@ -117,10 +120,14 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
     # A trace of its own per request; its id is made lazily, if ever needed.
     isolation._propagation_context = PropagationContext()
     isolation_token: Token[Any] = _isolation_scope.set(isolation)
-    if not _tracing_enabled(isolation):
+    mode = tracing_mode(isolation)
+    if not mode.traced:
         # Without tracing nothing the SDK writes to the current scope (spans)
         # reaches an event, so the second fork would buy nothing.
         return isolation_token
+    if mode.spans_streamed:
+        # Streamed spans take scope attributes, not tags.
+        isolation.set_attribute("request_id", state.request_id)
     current = state.base_current or Scope.get_current_scope()
     return isolation_token, _current_scope.set(_fork(current))
 
@@ -236,28 +243,6 @@ _COPIED_SLOTS = frozenset(
 _fork: Callable[[Scope], Scope] = (
     _copy_scope if frozenset(Scope.__slots__) == _COPIED_SLOTS else Scope.__copy__
 )
-
-
-# ``has_tracing_enabled(Scope.get_client().options)`` costs five calls, a large
-# share of a request's budget (docs/performance.md), yet its answer changes only when
-# another client comes into force (``sentry_sdk.init``, ``Scope.set_client``):
-# it is remembered for the clients ``get_client`` chooses from.
-_tracing_memo: tuple[object, object, object, bool] = (None, None, None, False)
-
-
-def _tracing_enabled(isolation: Scope) -> bool:
-    global _tracing_memo
-    current = _current_scope.get()
-    global_scope = sentry_sdk.scope._global_scope
-    current_client = None if current is None else current.client
-    isolation_client = isolation.client
-    global_client = None if global_scope is None else global_scope.client
-    memo = _tracing_memo
-    if current_client is memo[0] and isolation_client is memo[1] and global_client is memo[2]:
-        return memo[3]
-    enabled = has_tracing_enabled(Scope.get_client().options)
-    _tracing_memo = (current_client, isolation_client, global_client, enabled)
-    return enabled
 
 
 def exit_request_scope(tokens: ScopeTokens) -> None:

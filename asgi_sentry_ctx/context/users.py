@@ -9,6 +9,7 @@ import sentry_sdk
 
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.state import current_request
+from asgi_sentry_ctx.sentry.scrubbing import PII_USER_FIELDS
 
 if TYPE_CHECKING:
     from asgi_sentry_ctx.context.state import RequestState
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 # Fields Sentry treats as personal data: sent only when the app allows PII.
-_PII_FIELDS = ("email", "username", "ip_address")
+_PII_FIELDS = PII_USER_FIELDS
 _ID_FIELDS = ("id", "user_id", "identity", "pk", "sub", "auth_id")
 _USERNAME_FIELDS = ("username", "display_name", "name", "login")
 
@@ -38,9 +39,10 @@ def set_user(
     """Attach a user to every event of the current request (or background job).
 
     ``email`` and ``username`` are personal data: they are sent only when the
-    SDK was initialised with ``send_default_pii=True`` (or a ``data_collection``
-    with ``user_info`` on). An explicit user wins over one an extractor would
-    resolve.
+    SDK was initialised with a ``data_collection`` whose ``user_info`` is on
+    (its default), or, without ``data_collection``, with the deprecated
+    ``send_default_pii=True``. An explicit user wins over one an extractor
+    would resolve.
     """
     user: dict[str, Any] = {"id": str(id), **extra}
     if email is not None:
@@ -203,6 +205,7 @@ def _first(fields: Mapping[str, Any], names: tuple[str, ...]) -> Any:
 
 
 def _pii_allowed() -> bool:
+    # One read of the options, cheap: ``set_user`` runs on the request path.
     options = sentry_sdk.get_client().options
     # sentry-sdk 2.7x: ``data_collection``, when the app gave it, supersedes
     # ``send_default_pii`` (which it then ignores).

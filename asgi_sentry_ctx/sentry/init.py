@@ -79,7 +79,10 @@ def init_sentry(
     ``development``, ``local``, ``test``, ``testing``; pass
     ``enable_in_dev=True`` or set ``ASGI_SENTRY_CTX_ENABLE_DEV=1`` to report
     from there too) and there is no store, or when a value is malformed. Every
-    other keyword goes to ``sentry_sdk.init`` unchanged.
+    other keyword goes to ``sentry_sdk.init`` unchanged: ``data_collection``
+    (sentry-sdk 2.7x) among them, which the library's request data and
+    scrubbing then follow too. The library never passes ``send_default_pii``
+    itself (sentry-sdk 2.7x deprecates it).
     """
     try:
         settings = _read_settings(dsn, store, options)

@@ -60,7 +60,13 @@ class HttpSender(HttpTransport):
             "Content-Type": "application/x-sentry-envelope",
             "Content-Encoding": "gzip",
         }
-        self._update_headers(headers)  # User-Agent and X-Sentry-Auth, as the SDK sends them
+        # User-Agent and X-Sentry-Auth, as the SDK sends them.
+        update_headers = getattr(self, "_update_headers", None)
+        if update_headers is not None:
+            update_headers(headers)
+        else:  # older sentry-sdk (2.20) sets the same two inline in its _send_request
+            headers["User-Agent"] = str(self._auth.client)
+            headers["X-Sentry-Auth"] = str(self._auth.to_header())
         response = self._request("POST", EndpointType.ENVELOPE, gzip.compress(body, 6), headers)
         try:
             return Answer(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -22,6 +21,7 @@ from asgi_sentry_ctx import (
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import ok, request
 from tests.conftest import ProductionInit
+from tests.events import telemetry_items
 
 
 class Collect(logging.Handler):
@@ -160,17 +160,10 @@ class TestStructlog:
 
 
 def sentry_logs(ingest: SentryIngest) -> list[dict[str, Any]]:
-    """The structured logs Sentry received, each with its attributes' values."""
-    sentry_sdk.flush()
-    logs = []
-    for envelope in ingest.envelopes:
-        for payload in envelope.payloads("log"):
-            for item in json.loads(payload)["items"]:
-                item["attributes"] = {k: v["value"] for k, v in item["attributes"].items()}
-                logs.append(item)
-    return logs
+    return telemetry_items(ingest, "log")
 
 
+@pytest.mark.sdk_feature("logs")
 class TestSentryStructuredLogs:
     async def test_a_log_sent_in_a_request_carries_its_request_id_and_user(
         self, production: ProductionInit, ingest: SentryIngest

@@ -43,7 +43,9 @@ def request_scopes(besides: Sequence[Scope] = ()) -> list[Scope]:
     return [
         obj
         for obj in gc.get_objects()
-        if isinstance(obj, Scope)
+        # Not ``isinstance``: it reads ``__class__``, which some lazy objects
+        # (Django's settings, imported by sentry-sdk) evaluate, and fail.
+        if issubclass(type(obj), Scope)
         and any(isinstance(processor, RequestState) for processor in obj._event_processors)
         and not any(obj is earlier for earlier in besides)
     ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,7 @@ import msgspec
 import pydantic
 import pytest
 import sentry_sdk
+from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 
 from asgi_sentry_ctx import (
@@ -38,8 +41,21 @@ def capturing(*messages: str, before: Any = None) -> Any:
     return app
 
 
-# ``send_default_pii`` is deprecated in sentry-sdk 2.7x but still honoured: it is tested on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore:The send_default_pii option is deprecated")
+# Personal data allowed: ``data_collection`` where sentry-sdk has it (``send_default_pii``
+# is deprecated there), ``send_default_pii`` on older releases (2.20).
+PII_ALLOWED: dict[str, Any] = (
+    {"data_collection": {"user_info": True}}
+    if "data_collection" in DEFAULT_OPTIONS
+    else {"send_default_pii": True}
+)
+
+
+def send_default_pii_warning() -> AbstractContextManager[Any]:
+    """Where ``send_default_pii`` is tested on purpose: sentry-sdk 2.7x warns that it
+    is deprecated (it still honours it), older releases do not."""
+    if "data_collection" in DEFAULT_OPTIONS:
+        return pytest.warns(DeprecationWarning, match="send_default_pii")
+    return contextlib.nullcontext()
 
 
 class TestAUserSetOutsideAnyRequest:
@@ -111,18 +127,29 @@ class TestSetUser:
 
     @pytest.mark.parametrize(
         "options",
-        [{"send_default_pii": True}, {"data_collection": {"user_info": True}}],
-        ids=["send_default_pii", "data_collection"],
+        [
+            pytest.param({"send_default_pii": True}, id="send_default_pii"),
+            pytest.param(
+                {"data_collection": {"user_info": True}},
+                id="data_collection",
+                marks=pytest.mark.sdk_feature("data_collection"),
+            ),
+        ],
     )
     async def test_email_and_username_are_sent_when_pii_is_allowed(
         self, options: dict[str, Any], sentry_init: SentryInit, ingest: SentryIngest
     ) -> None:
-        sentry_init(**options)
+        if "send_default_pii" in options:
+            with send_default_pii_warning():
+                sentry_init(**options)
+        else:
+            sentry_init(**options)
         app = capturing("m", before=lambda s: set_user("u-1", email="a@b.c", username="ann"))
         await request(SentryContextMiddleware(app))
         [event] = ingest.wait_for_events(1)
         assert event["user"] == {"id": "u-1", "email": "a@b.c", "username": "ann"}
 
+    @pytest.mark.sdk_feature("data_collection")
     async def test_data_collection_without_user_info_drops_pii_even_with_send_default_pii(
         self, sentry_init: SentryInit, ingest: SentryIngest
     ) -> None:
@@ -495,5 +522,5 @@ class TestUserFrom:
         ids=["dict", "dataclass", "pydantic", "msgspec", "plain-object"],
     )
     def test_user_shapes_with_pii(self, given: Any, expected: Any, sentry_init: SentryInit) -> None:
-        sentry_init(send_default_pii=True)
+        sentry_init(**PII_ALLOWED)
         assert user_from(given) == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 import sentry_sdk
+from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 
 from asgi_sentry_ctx import SentryContextMiddleware, capture_message, set_user
@@ -14,6 +15,15 @@ from tests.conftest import SentryInit
 
 if TYPE_CHECKING:
     from sentry_sdk._types import EventProcessor
+
+
+# Personal data allowed: ``data_collection`` where sentry-sdk has it (``send_default_pii``
+# is deprecated there), ``send_default_pii`` on older releases (2.20).
+PII_ALLOWED: dict[str, Any] = (
+    {"data_collection": {"user_info": True}}
+    if "data_collection" in DEFAULT_OPTIONS
+    else {"send_default_pii": True}
+)
 
 
 async def ok(send: Any) -> None:
@@ -29,7 +39,7 @@ def partial_user(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
 async def test_our_user_wins_over_one_an_sdk_integration_adds_later_in_the_request(
     sentry_init: SentryInit, ingest: SentryIngest
 ) -> None:
-    sentry_init(send_default_pii=True)
+    sentry_init(**PII_ALLOWED)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         # What the SDK's Quart integration does once the request is routed.
