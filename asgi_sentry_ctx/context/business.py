@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sentry_sdk.scope import Scope
+from sentry_sdk.scope import _isolation_scope
 
 from asgi_sentry_ctx.context.processors import register_once
 from asgi_sentry_ctx.context.state import current_request
@@ -74,8 +74,10 @@ def set_business_context(**fields: Any) -> None:
 def _set_span_attributes(fields: Mapping[str, Any]) -> None:
     # Streamed spans (``trace_lifecycle="stream"``) take scope attributes, not
     # tags: the request's fields that are tags become attributes of its spans.
-    isolation = Scope.get_isolation_scope()
-    if not tracing_mode(isolation).spans_streamed:
+    # The scope's context variable, not ``Scope.get_isolation_scope()``: a
+    # request's is always set, and this runs for every field set in a request.
+    isolation = _isolation_scope.get()
+    if isolation is None or not tracing_mode(isolation).spans_streamed:
         return
     for key, value in fields.items():
         if value is None:

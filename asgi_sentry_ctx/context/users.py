@@ -23,8 +23,6 @@ __all__ = [
     "user_from",
 ]
 
-# Fields Sentry treats as personal data: sent only when the app allows PII.
-_PII_FIELDS = PII_USER_FIELDS
 _ID_FIELDS = ("id", "user_id", "identity", "pk", "sub", "auth_id")
 _USERNAME_FIELDS = ("username", "display_name", "name", "login")
 
@@ -218,4 +216,4 @@ def _pii_allowed() -> bool:
 def _without_pii(user: dict[str, Any]) -> dict[str, Any]:
     if _pii_allowed():
         return user
-    return {k: v for k, v in user.items() if k not in _PII_FIELDS}
+    return {k: v for k, v in user.items() if k not in PII_USER_FIELDS}
