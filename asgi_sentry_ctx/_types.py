@@ -22,6 +22,7 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "TransactionNamer",
     "UserExtractor",
 ]
 
@@ -42,3 +43,8 @@ IdValidator = Callable[[str], bool]
 
 IdGenerator = Callable[[], str]
 """Make a new request ID."""
+
+TransactionNamer = Callable[[Scope], "tuple[str, str] | None"]
+"""Given the ASGI scope of a request the app has routed, its transaction name
+and Sentry's source for it (``"route"``, ``"component"``, ``"url"``,
+``"custom"``), or ``None`` when the app does not know one."""

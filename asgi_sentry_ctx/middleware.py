@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Collection, Iterable
 from time import time
 from typing import TYPE_CHECKING, Any
 
 from asgi_sentry_ctx._log import logger
-from asgi_sentry_ctx.context.capture import report_exception
+from asgi_sentry_ctx.context.capture import report_exception, report_failed_response
 from asgi_sentry_ctx.context.enrich import enrich_event
 from asgi_sentry_ctx.context.isolation import (
     ScopeTokens,
@@ -17,6 +17,8 @@ from asgi_sentry_ctx.context.isolation import (
 )
 from asgi_sentry_ctx.context.request_ids import RequestIdPolicy
 from asgi_sentry_ctx.context.state import RequestState, _current
+from asgi_sentry_ctx.context.traces import finish_request_trace
+from asgi_sentry_ctx.sentry.framework_integrations import note_middleware
 from asgi_sentry_ctx.sentry.hooks import setup_once
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         Receive,
         Scope,
         Send,
+        TransactionNamer,
         UserExtractor,
     )
 
@@ -46,7 +49,16 @@ class SentryContextMiddleware:
     isolation scope; resolves the user lazily with ``user_extractor`` when an
     event is built; adds entry and exit breadcrumbs (not for ``exclude_paths``,
     matched exactly); reports an exception escaping the app once and re-raises
-    it. ``lifespan`` and other scope types pass through untouched.
+    it, and a framework's HTTP exception answered with a status in
+    ``failed_request_status_codes``. ``lifespan`` and other scope types pass
+    through untouched.
+
+    It owns the request's trace as sentry-sdk's ASGI middleware would: it
+    continues an incoming ``sentry-trace``/``baggage`` (else starts a trace),
+    takes the sampling decision first and starts a transaction only for a
+    sampled request, named at its end by ``transaction_namer`` (the adapters
+    pass one that reads the matched route) or else by its URL path, with its
+    HTTP status. Error events get the same name.
 
     A custom ``id_validator`` can only narrow what is accepted: an ID that is
     not safe to echo in a header and send as a tag (see
@@ -71,8 +83,11 @@ class SentryContextMiddleware:
         user_extractor: UserExtractor | None = None,
         exclude_paths: Iterable[str] = (),
         breadcrumbs: bool = True,
+        transaction_namer: TransactionNamer | None = None,
+        failed_request_status_codes: Collection[int] = range(500, 600),
     ) -> None:
         setup_once()
+        note_middleware()
         self.app = app
         self.ids = RequestIdPolicy(
             header_name=header_name,
@@ -84,6 +99,8 @@ class SentryContextMiddleware:
         self.user_extractor = user_extractor
         self.exclude_paths = frozenset(exclude_paths)
         self.breadcrumbs = breadcrumbs
+        self.transaction_namer = transaction_namer
+        self.failed_request_status_codes = failed_request_status_codes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _REQUEST_TYPES:
@@ -104,12 +121,10 @@ class SentryContextMiddleware:
                 self.breadcrumbs and scope["path"] not in self.exclude_paths,
                 time(),
             )
-            app_send = send
-            if ids.response_header or state.breadcrumbs:
-                state.server_send = send
-                state.ids = ids
-                state.echo = request_id.encode("latin-1") if ids.response_header else None
-                app_send = state.send
+            state.transaction_namer = self.transaction_namer
+            state.server_send = send
+            state.owner = self
+            state.echo = request_id.encode("latin-1") if ids.response_header else None
             # The state is the request's event processor (``_ServedRequest.__call__``).
             state.scope_tokens = enter_request_scope(state, state)  # type: ignore[arg-type]
         except Exception:
@@ -117,12 +132,16 @@ class SentryContextMiddleware:
             await self.app(scope, receive, send)
             return
         state_token = _current.set(state)
+        error: Exception | None = None
         try:
-            await self.app(scope, receive, app_send)
+            await self.app(scope, receive, state.send)
         except Exception as exc:
+            error = exc
             report_exception(exc)
             raise
         finally:
+            if state.transaction is not None:
+                finish_request_trace(state, error)
             _current.reset(state_token)
             exit_request_scope(state.scope_tokens)
             # A server may hold on to the request's context after the request
@@ -130,8 +149,7 @@ class SentryContextMiddleware:
             # must keep neither the server's per-request objects nor, through
             # the scope tokens, the request task's whole context alive.
             state.scope_tokens = None
-            if app_send is not send:
-                state.server_send = _request_over
+            state.server_send = _request_over
 
 
 class _ServedRequest(RequestState):
@@ -142,10 +160,10 @@ class _ServedRequest(RequestState):
     around the processor would add more: the hot path is measured in allocations.
     """
 
-    __slots__ = ("echo", "ids", "scope_tokens", "server_send")
+    __slots__ = ("echo", "owner", "scope_tokens", "server_send")
 
     server_send: Send
-    ids: RequestIdPolicy
+    owner: SentryContextMiddleware
     echo: bytes | None  # the response header's value, or None for no header
     scope_tokens: ScopeTokens
 
@@ -168,11 +186,13 @@ class _ServedRequest(RequestState):
             # The last message: see ``send_outside_request_scope`` for why.
             return send_outside_request_scope(self.server_send, message, self.scope_tokens)
         if kind == "http.response.start" or kind == "websocket.accept":
-            self.status = message.get("status", 101)
+            status = self.status = message.get("status", 101)
             self.ended_at = time()
+            if status in self.owner.failed_request_status_codes:
+                report_failed_response()
             if self.echo is not None:
                 # ``RequestIdPolicy.echoed``, inlined: one call fewer per request.
-                header = self.ids.header
+                header = self.owner.ids.header
                 headers = message.get("headers") or ()
                 for name, _ in headers:
                     if name.lower() == header:

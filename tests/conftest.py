@@ -125,6 +125,21 @@ def _threads_share_their_starters_scope() -> bool:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def framework_integrations_set_up() -> None:
+    """Set sentry-sdk's framework integrations up once, before any test.
+
+    The SDK sets an integration up (patches its framework) at the first
+    ``init`` that enables it, and never again: one that a first ``init_sentry``
+    disabled stays off for the whole process, whatever later inits ask. A
+    process initialises Sentry once; the tests switch between
+    ``framework_integrations=False`` (the integrations step aside) and ``True``,
+    so they are all set up first.
+    """
+    sentry_sdk.init(dsn="", auto_enabling_integrations=True)
+    reset_sdk()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def sdk_worker_outside_requests() -> Iterator[None]:
     """On an SDK whose threads share their starter's scope, start the SDK's
     transport thread in a context of its own, as later releases in effect do.
@@ -192,12 +207,13 @@ def production(ingest: SentryIngest, monkeypatch: pytest.MonkeyPatch) -> Iterato
 @pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
 def sentry(request: pytest.FixtureRequest, production: ProductionInit) -> ProductionInit:
     """``init_sentry`` sending to the ingest, traces off; a test using it runs
-    twice, with and without the SDK's own framework integration."""
+    twice: as documented (the SDK's framework integrations off, the middleware
+    owning the request), and with them kept (``framework_integrations=True``)."""
 
     def init(**options: Any) -> None:
         production(
             traces_sample_rate=0.0,
-            auto_enabling_integrations=request.param,
+            framework_integrations=request.param,
             transport_queue_size=10_000,
             **options,
         )

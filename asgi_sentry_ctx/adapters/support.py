@@ -23,7 +23,15 @@ that need it, so that importing the adapter costs nothing) and, from here:
   declares a framework's exception wrapper, so that the exception it wraps is
   reported instead;
 - [`ignore_exception_types`][asgi_sentry_ctx.ignore_exception_types] declares
-  the framework's noise (not found, validation, authentication errors).
+  the framework's noise (not found, validation, authentication errors);
+- [`declare_http_exceptions`][asgi_sentry_ctx.adapters.support.declare_http_exceptions]
+  declares the framework's HTTP exceptions, so that one answered with a
+  status in the middleware's ``failed_request_status_codes`` (5xx) is reported.
+
+**Transactions.** ``TransactionNamer``, the type of the middleware's
+``transaction_namer``: an adapter passes one that names a request by the
+route its framework matched (``transaction_style``, as in sentry-sdk's
+integrations).
 
 **Users.**
 
@@ -58,8 +66,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from asgi_sentry_ctx._log import logger
-from asgi_sentry_ctx._types import ASGIApp, Message, Receive, Scope, Send, UserExtractor
-from asgi_sentry_ctx.context.capture import report_exception, unwrap_exceptions
+from asgi_sentry_ctx._types import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    TransactionNamer,
+    UserExtractor,
+)
+from asgi_sentry_ctx.context.capture import (
+    declare_http_exceptions,
+    report_exception,
+    unwrap_exceptions,
+)
 from asgi_sentry_ctx.context.request_ids import RequestIdPolicy
 from asgi_sentry_ctx.context.users import bind_request_user, set_user, user_from
 from asgi_sentry_ctx.sentry.noise import ignore_exception_types
@@ -71,9 +91,11 @@ __all__ = [
     "RequestIdPolicy",
     "Scope",
     "Send",
+    "TransactionNamer",
     "UserExtractor",
     "bind_request_user",
     "check_user_source",
+    "declare_http_exceptions",
     "ignore_exception_types",
     "logger",
     "report_exception",

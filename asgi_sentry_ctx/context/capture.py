@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,13 @@ from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.report_once import MAX_CHAIN, is_reported, mark_reported
 from asgi_sentry_ctx.context.state import current_request
 
-__all__ = ["capture_message", "report_exception", "unwrap_exceptions"]
+__all__ = [
+    "capture_message",
+    "declare_http_exceptions",
+    "report_exception",
+    "report_failed_response",
+    "unwrap_exceptions",
+]
 
 Unwrap = Callable[[BaseException], BaseException | None]
 """Given an exception, the one it wraps if it is a framework's wrapper, else ``None``."""
@@ -20,6 +27,9 @@ Unwrap = Callable[[BaseException], BaseException | None]
 # Wrappers the framework adapters declared (Litestar's "Exception caught after
 # response started"); read at report time, like the noise filter's types.
 _unwrappers: list[Unwrap] = []
+
+# The frameworks' HTTP exceptions (``declare_http_exceptions``); a tuple, for ``isinstance``.
+_http_exceptions: tuple[type[BaseException], ...] = ()
 
 
 def capture_message(message: str, level: str = "info", **context: Any) -> str | None:
@@ -101,3 +111,30 @@ def _original(exc: BaseException) -> BaseException:
         else:
             return exc
     return exc
+
+
+def declare_http_exceptions(*types: type[BaseException]) -> None:
+    """Declare a framework's HTTP exceptions: the ones it answers with their own status.
+
+    Such an exception answered with a status in the middleware's
+    ``failed_request_status_codes`` (500 to 599 by default, as sentry-sdk's
+    integrations have it) is reported (see ``report_failed_response``);
+    a ``raise HTTPException(503)`` would otherwise reach no one.
+    Process-wide and permanent, like ``ignore_exception_types``: meant for
+    framework adapters.
+    """
+    global _http_exceptions
+    _http_exceptions = (*_http_exceptions, *(t for t in types if t not in _http_exceptions))
+
+
+def report_failed_response() -> None:
+    """Report the declared HTTP exception being handled, if any: a response
+    with a failed status is starting.
+
+    Called by the middleware as the response starts. Starlette, FastAPI and
+    Litestar send the response of an exception handler inside their
+    ``except`` block, so the exception is the one being handled then.
+    """
+    exc = sys.exception()
+    if exc is not None and isinstance(exc, _http_exceptions):
+        report_exception(exc)

@@ -13,6 +13,7 @@ from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.breadcrumbs import add_request_breadcrumbs
 from asgi_sentry_ctx.context.request_data import request_data
 from asgi_sentry_ctx.context.state import RequestState
+from asgi_sentry_ctx.context.traces import name_event
 from asgi_sentry_ctx.context.users import request_user
 
 __all__ = ["enrich_event"]
@@ -21,7 +22,8 @@ __all__ = ["enrich_event"]
 def enrich_event(
     state: RequestState, event: dict[str, Any], hint: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Add ``state``'s request ID, user, request data and request crumbs to ``event``.
+    """Add ``state``'s request ID, user, request data, transaction name and
+    request crumbs to ``event``.
 
     Drops (returns ``None`` for) a second event for an exception the request
     reported already, so an error is one event even without the SDK's
@@ -47,6 +49,10 @@ def enrich_event(
         except Exception:
             logger.exception("asgi_sentry_ctx: could not read request data for an event")
     if event.get("type") != "transaction":
+        try:
+            name_event(event, state)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: could not name an event's transaction")
         try:
             add_request_breadcrumbs(event, state)
         except Exception:

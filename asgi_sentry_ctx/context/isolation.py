@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sentry_sdk.integrations.asgi import _asgi_middleware_applied
 from sentry_sdk.scope import Scope, ScopeType, _current_scope, _isolation_scope
-from sentry_sdk.tracing_utils import PropagationContext
 
 from asgi_sentry_ctx.context.business import _fields as _business_fields
 from asgi_sentry_ctx.context.state import RequestState, _current, current_request
+from asgi_sentry_ctx.context.traces import incoming_trace, start_request_trace
 from asgi_sentry_ctx.context.tracing_mode import tracing_mode
 
 if TYPE_CHECKING:
@@ -117,8 +117,9 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
     # The scope is this request's alone: the SDK's ``add_event_processor`` guard
     # against unbounded growth of a long-lived scope's list buys nothing here.
     isolation._event_processors.append(processor)
-    # A trace of its own per request; its id is made lazily, if ever needed.
-    isolation._propagation_context = PropagationContext()
+    # A trace of its own per request (its id made lazily, if ever needed), or
+    # the caller's: events and outgoing calls carry it, sampled or not.
+    trace = isolation._propagation_context = incoming_trace(state.asgi_scope["headers"])
     isolation_token: Token[Any] = _isolation_scope.set(isolation)
     mode = tracing_mode(isolation)
     if not mode.traced:
@@ -129,7 +130,9 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
         # Streamed spans take scope attributes, not tags.
         isolation.set_attribute("request_id", state.request_id)
     current = state.base_current or Scope.get_current_scope()
-    return isolation_token, _current_scope.set(_fork(current))
+    tokens = isolation_token, _current_scope.set(_fork(current))
+    start_request_trace(state, trace, mode)
+    return tokens
 
 
 def _enter_from_base(

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from asgi_sentry_ctx._types import Scope, UserExtractor
+    from asgi_sentry_ctx._types import Scope, TransactionNamer, UserExtractor
 
 __all__ = ["RequestState", "current_request"]
 
@@ -33,6 +33,8 @@ class RequestState:
         "request_id",
         "started_at",
         "status",
+        "transaction",
+        "transaction_namer",
         "user",
         "user_cleared",
         "user_extractor",
@@ -58,6 +60,9 @@ class RequestState:
         self.business: Mapping[str, Any] | None = None
         self.user_cleared = False
         self.reported: BaseException | None = None
+        self.transaction_namer: TransactionNamer | None = None
+        # The request's transaction or segment span, while a sampled request runs.
+        self.transaction: Any = None
         # What was in force outside any request when this one started (see
         # ``isolation.enter_request_scope``): what a request that a server
         # starts in a copy of this one's context must start from instead.

@@ -29,10 +29,12 @@ __all__ = ["TracingMode", "tracing_mode"]
 class TracingMode:
     """The answer for one set of clients in force."""
 
-    __slots__ = ("clients", "spans_streamed", "traced")
+    __slots__ = ("clients", "options", "spans_streamed", "traced")
 
     def __init__(self, clients: tuple[object, object, object], options: dict[str, Any]) -> None:
         self.clients = clients
+        #: The options of the client in force.
+        self.options = options
         #: The SDK traces: transactions, or streamed spans.
         self.traced: bool = has_tracing_enabled(options)
         #: The SDK streams spans (``trace_lifecycle="stream"``): a span's data

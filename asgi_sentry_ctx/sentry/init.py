@@ -24,6 +24,7 @@ from sentry_sdk.utils import BadDsn, Dsn
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.isolation import record_process_base
 from asgi_sentry_ctx.context.log_records import add_request_attributes
+from asgi_sentry_ctx.sentry.framework_integrations import disable_replaced, step_aside
 from asgi_sentry_ctx.sentry.hooks import setup_once
 from asgi_sentry_ctx.sentry.noise import DEFAULT_NOISE_STATUS_CODES, BeforeSend, NoiseFilter
 from asgi_sentry_ctx.sentry.scrubbing import scrub_event
@@ -47,6 +48,7 @@ def init_sentry(
     noise_status_codes: Iterable[int] = DEFAULT_NOISE_STATUS_CODES,
     noise_exception_types: Iterable[type[BaseException]] = (),
     enable_in_dev: bool | None = None,
+    framework_integrations: bool = False,
     **options: Any,
 ) -> bool:
     """Initialise Sentry for a production service; return whether it is on.
@@ -60,6 +62,13 @@ def init_sentry(
     - ``max_breadcrumbs=100``, ``include_local_variables=True``;
     - logging: breadcrumbs from INFO, events from WARNING; SQLAlchemy and HTTPX
       integrations when those libraries are installed;
+    - sentry-sdk's Starlette, FastAPI, Litestar, Starlite and Quart
+      integrations off: the middleware owns each request (its scopes, trace,
+      sampling, transaction name and errors) and does their work for less.
+      ``framework_integrations=True`` keeps them (their cost per request comes
+      back: docs/performance.md), as does passing one in ``integrations``.
+      Should no middleware be installed, errors still reach Sentry through
+      the server's error log, without request data, and a warning says so;
     - ``before_send``: the [`NoiseFilter`][asgi_sentry_ctx.NoiseFilter] (configured by
       ``noise_status_codes`` and ``noise_exception_types``), then your own
       ``before_send`` if given, then scrubbing; ``before_send_transaction``:
@@ -93,7 +102,9 @@ def init_sentry(
     if route is None:
         return False
     noise = NoiseFilter(status_codes=noise_status_codes, exception_types=noise_exception_types)
-    return _start(settings, route, _sdk_options(settings, route, noise, options))
+    sdk_options = _sdk_options(settings, route, noise, options)
+    disable_replaced(sdk_options, keep=framework_integrations)
+    return _start(settings, route, sdk_options)
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ def _start(settings: _Settings, route: _Route, sdk_options: dict[str, Any]) -> b
     except Exception as exc:
         logger.error("asgi_sentry_ctx: Sentry disabled: sentry_sdk.init failed: %s", exc)
         return False
+    step_aside(sentry_sdk.get_client())
     setup_once()
     record_process_base()
     logger.info(

@@ -51,10 +51,8 @@ Not ``from __future__ import annotations``: FastAPI evaluates the annotations
 of the endpoints declared in ``fastapi_app``.
 """
 
-import asyncio
 import base64
 import contextvars
-import functools
 import json
 import os
 import re
@@ -71,7 +69,6 @@ import sentry_sdk
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 
 from asgi_sentry_ctx import (
     SentryContextMiddleware,
@@ -520,49 +517,13 @@ def context_of(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def sdk_starts_websocket_transactions() -> bool:
-    """Whether sentry-sdk's ASGI middleware starts a transaction for a websocket,
-    which the SDK's FastAPI integration then names after the route. sentry-sdk
-    2.20 starts one only for the HTTP methods it captures, and a websocket has
-    no method. Probed with a client that sends nothing."""
-    spans: list[Any] = []
-
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        spans.append(sentry_sdk.get_current_span())
-
-    async def nothing(*args: Any) -> None:
-        return None
-
-    client = sentry_sdk.Client(
-        dsn="", traces_sample_rate=1.0, default_integrations=False, auto_enabling_integrations=False
-    )
-    websocket = {"type": "websocket", "path": "/ws", "headers": [], "asgi": {"version": "3.0"}}
-    try:
-        with sentry_sdk.isolation_scope() as scope:
-            scope.set_client(client)
-            asyncio.run(SentryAsgiMiddleware(app)(websocket, nothing, nothing))
-    finally:
-        client.close()
-    return spans[0] is not None
-
-
 def own_context(served: Served, outcome: Outcome, path: str) -> dict[str, Any]:
     """What the event of the anonymous request to ``path`` must carry: its own, only."""
     request_id = outcome.report["request_id"]
-    transaction = path if served.app == "fastapi" else None
     request: tuple[str | None, str]
     if path == "/ws":
         crumbs = ["WEBSOCKET /ws", "WEBSOCKET /ws -> 101", "/ws: about to fail"]
         request = (None, "/ws")
-        if outcome.report["canary_at_entry"] == CANARY_SET:
-            # Started in the upload's context, the SDK's own ASGI middleware finds its
-            # "already applied" flag set and stands aside: no websocket transaction,
-            # so no route name. (An HTTP event still gets its name from the SDK's
-            # FastAPI endpoint patch.) Missing, not another request's.
-            transaction = None
-        elif not sdk_starts_websocket_transactions():
-            transaction = None  # likewise: missing, not another request's
     else:
         crumbs = ["GET /second", "/second: about to fail"]
         if served.app == "fastapi":  # Starlette answers the 500 before the exception escapes
@@ -574,7 +535,8 @@ def own_context(served: Served, outcome: Outcome, path: str) -> dict[str, Any]:
         "business": SECOND_BUSINESS,
         "breadcrumbs": crumbs,
         "request": request,
-        "transaction": transaction,
+        # Its own route or path, whoever named it (the SDK's FastAPI integration, or us).
+        "transaction": path,
     }
 
 

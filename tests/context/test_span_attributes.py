@@ -35,11 +35,12 @@ STREAMED = {"traces_sample_rate": 1.0, "trace_lifecycle": "stream"}
 
 @pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
 def traced(request: pytest.FixtureRequest, production: ProductionInit) -> ProductionInit:
-    """``init_sentry`` with every request sampled, with and without the SDK's
-    own framework integrations."""
+    """``init_sentry`` with every request sampled: as documented (the middleware
+    starts the request's segment span), and with the SDK's own framework
+    integrations kept (the SDK's middleware starts it)."""
 
     def init(**options: Any) -> None:
-        production(auto_enabling_integrations=request.param, **options)
+        production(framework_integrations=request.param, **options)
 
     return init
 
@@ -77,7 +78,7 @@ class TestStreamedSpans:
     async def test_the_sdks_segment_span_carries_the_request_id(
         self, production: ProductionInit, ingest: SentryIngest
     ) -> None:
-        production(auto_enabling_integrations=True, **STREAMED)
+        production(framework_integrations=True, **STREAMED)
         response = await get(starlette_app(with_child_span), "/episodes/1")
 
         [segment] = [s for s in telemetry_items(ingest, "span") if s["is_segment"]]
@@ -165,7 +166,7 @@ async def with_child_span_legacy(request: Request) -> JSONResponse:
 async def test_a_requests_transaction_carries_its_request_id_tag(
     production: ProductionInit, ingest: SentryIngest
 ) -> None:
-    production(auto_enabling_integrations=True, traces_sample_rate=1.0)
+    production(framework_integrations=True, traces_sample_rate=1.0)
     response = await get(starlette_app(with_child_span_legacy), "/episodes/1")
 
     [transaction] = ingest.wait_for_items("transaction", 1)
@@ -176,7 +177,7 @@ async def test_a_requests_transaction_carries_its_request_id_tag(
 async def test_without_streamed_spans_a_request_sets_no_scope_attribute(
     production: ProductionInit,
 ) -> None:
-    production(auto_enabling_integrations=True, traces_sample_rate=1.0)
+    production(framework_integrations=True, traces_sample_rate=1.0)
     seen: list[dict[str, Any]] = []
 
     async def handler(request: Request) -> JSONResponse:

@@ -1,0 +1,190 @@
+"""Each request's trace: the incoming one continued, sampled first, a transaction only when sampled.
+
+sentry-sdk's ASGI middleware builds a ``Transaction`` for every request, for
+the nine in ten that a sample rate of 0.1 then drops too; that object is a
+large share of its per-request cost. Here every request gets a propagation
+context (its trace id, made lazily, or the incoming ``sentry-trace`` and
+``baggage`` continued), so that its events and its outgoing calls carry a
+trace whether it is sampled or not. The sampling decision comes next, by the
+SDK's own rules and with the trace's ``sample_rand``, so that every service
+of a trace decides alike; only a sampled request starts a transaction (or,
+with span streaming, a segment span), through the SDK's public API, which
+decides again, the same way. A ``traces_sampler`` is the SDK's to call: with
+one, every request goes through the SDK's decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.tracing import Transaction
+from sentry_sdk.tracing_utils import PropagationContext
+
+from asgi_sentry_ctx._log import logger
+from asgi_sentry_ctx.context.state import RequestState
+
+if TYPE_CHECKING:
+    from asgi_sentry_ctx.context.tracing_mode import TracingMode
+
+try:
+    from sentry_sdk.tracing_utils import _generate_sample_rand
+except ImportError:  # sentry-sdk before sample_rand: the SDK decides every request
+    _generate_sample_rand = None  # type: ignore[assignment]
+
+__all__ = [
+    "ORIGIN",
+    "finish_request_trace",
+    "incoming_trace",
+    "name_event",
+    "start_request_trace",
+    "transaction_name",
+]
+
+ORIGIN = "auto.http.asgi_sentry_ctx"
+"""The ``origin`` of the transactions and segment spans the middleware starts."""
+
+# Sources better than a URL: a name given by the app or its routing.
+_NAMED_SOURCES = frozenset({"route", "component", "custom", "view", "task"})
+
+
+def incoming_trace(headers: Iterable[tuple[bytes, bytes]]) -> PropagationContext:
+    """The request's propagation context: the incoming ``sentry-trace`` (and
+    ``baggage``) continued, else a new trace whose ids are made when first read.
+
+    A malformed or hostile header starts a new trace, as the SDK does.
+    """
+    sentry_trace: bytes | None = None
+    baggage: bytes | None = None
+    for name, value in headers:
+        if name == b"sentry-trace":
+            sentry_trace = value
+        elif name == b"baggage":
+            baggage = value if baggage is None else baggage + b"," + value
+    if sentry_trace is None:
+        return PropagationContext()
+    try:
+        incoming = {"sentry-trace": sentry_trace.decode("latin-1")}
+        if baggage is not None:
+            incoming["baggage"] = baggage.decode("latin-1")
+        return PropagationContext.from_incoming_data(incoming)
+    except Exception:
+        logger.warning("asgi_sentry_ctx: unreadable sentry-trace/baggage; a new trace starts")
+        return PropagationContext()
+
+
+def start_request_trace(state: RequestState, trace: PropagationContext, mode: TracingMode) -> None:
+    """Start the request's transaction (or segment span) if it is sampled; on ``state``."""
+    try:
+        if mode.spans_streamed:
+            state.transaction = _start_segment(state)
+        elif _is_sampled(trace, mode.options) is not False:
+            state.transaction = _start_transaction(state, trace)
+    except Exception:
+        logger.exception("asgi_sentry_ctx: could not start the request's transaction")
+
+
+def finish_request_trace(state: RequestState, error: BaseException | None) -> None:
+    """Name the request's transaction (or segment span), give it the status, and end it."""
+    span = state.transaction
+    state.transaction = None
+    try:
+        name, source = transaction_name(state)
+        status = state.status
+        if isinstance(span, Transaction):
+            span.name = name
+            span.source = source
+            if status is not None and state.asgi_scope["type"] == "http":
+                span.set_http_status(status)
+        else:
+            span.name = name
+            span.set_attribute("sentry.segment.name.source", source)
+            if status is not None and state.asgi_scope["type"] == "http":
+                span.status = "error" if status >= 400 else "ok"
+                span.set_attribute("http.response.status_code", status)
+        span.__exit__(None if error is None else type(error), error, None)
+    except Exception:
+        logger.exception("asgi_sentry_ctx: could not finish the request's transaction")
+
+
+def transaction_name(state: RequestState) -> tuple[str, str]:
+    """The request's transaction name and source: the app's namer's, else the URL path."""
+    namer = state.transaction_namer
+    if namer is not None:
+        try:
+            named = namer(state.asgi_scope)
+        except Exception:
+            logger.exception("asgi_sentry_ctx: the transaction namer raised; the URL path is used")
+            named = None
+        if named:
+            return named
+    return state.asgi_scope.get("path") or "/", "url"
+
+
+def name_event(event: dict[str, Any], state: RequestState) -> None:
+    """Give an error event the request's transaction name, unless it has a better one."""
+    info = event.get("transaction_info") or {}
+    if event.get("transaction") and info.get("source") in _NAMED_SOURCES:
+        return
+    event["transaction"], source = transaction_name(state)
+    event["transaction_info"] = {**info, "source": source}
+
+
+def _is_sampled(trace: PropagationContext, options: dict[str, Any]) -> bool | None:
+    """The SDK's decision for ``trace``, taken without a transaction; ``None``
+    when only the SDK can take it (a ``traces_sampler``, an older SDK)."""
+    if callable(options.get("traces_sampler")) or _generate_sample_rand is None:
+        return None
+    if trace.parent_sampled is not None:
+        return trace.parent_sampled
+    rate = options.get("traces_sample_rate")
+    if not rate:
+        return False
+    if rate >= 1:
+        return True
+    baggage = trace.baggage
+    sample_rand = None if baggage is None else baggage._sample_rand()
+    if sample_rand is None:
+        sample_rand = _generate_sample_rand(trace.trace_id)
+    return bool(sample_rand < float(rate))
+
+
+def _start_transaction(state: RequestState, trace: PropagationContext) -> Transaction:
+    asgi_scope = state.asgi_scope
+    kind = asgi_scope["type"]
+    transaction = Transaction(
+        op=f"{kind}.server",
+        name=asgi_scope.get("path") or "/",
+        source="url",
+        origin=ORIGIN,
+        trace_id=trace.trace_id,
+        parent_span_id=trace.parent_span_id,
+        parent_sampled=trace.parent_sampled,
+        baggage=trace.baggage,
+    )
+    transaction.set_tag("asgi.type", kind)
+    started = sentry_sdk.start_transaction(
+        transaction, custom_sampling_context={"asgi_scope": asgi_scope}
+    )
+    started.__enter__()
+    return started  # type: ignore[return-value]
+
+
+def _start_segment(state: RequestState) -> Any:
+    from sentry_sdk import traces  # sentry-sdk releases with span streaming
+
+    asgi_scope = state.asgi_scope
+    kind = asgi_scope["type"]
+    segment = traces.start_span(
+        name=asgi_scope.get("path") or "/",
+        attributes={
+            "sentry.op": f"{kind}.server",
+            "sentry.origin": ORIGIN,
+            "sentry.segment.name.source": "url",
+            "network.protocol.name": kind,
+        },
+        parent_span=None,
+    )
+    segment.__enter__()
+    return segment
