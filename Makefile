@@ -29,6 +29,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 test: lint docs
+	.ci/system_tools
 	$(PY) -m pytest
 	$(MAKE) release sdk-range
 

@@ -58,7 +58,15 @@ class SentryContextMiddleware:
     takes the sampling decision first and starts a transaction only for a
     sampled request, named at its end by ``transaction_namer`` (the adapters
     pass one that reads the matched route) or else by its URL path, with its
-    HTTP status. Error events get the same name.
+    HTTP status. Error events get the same name. With
+    ``trust_incoming_sampling=False``, a caller's trace is continued but its
+    sampling decision is not followed (a public API's clients cannot force
+    their requests into tracing).
+
+    ``incoming_headers`` (an ordered list of header names) lets an incoming
+    ID come from the first of several headers with a valid value:
+    ``X-Correlation-ID``, a W3C ``traceparent``'s trace id, a cloud's trace
+    header; the header it came from is the ``request_id.source`` tag.
 
     A custom ``id_validator`` can only narrow what is accepted: an ID that is
     not safe to echo in a header and send as a tag (see
@@ -80,11 +88,13 @@ class SentryContextMiddleware:
         trust_incoming: bool = True,
         id_generator: IdGenerator | None = None,
         id_validator: IdValidator | None = None,
+        incoming_headers: Iterable[str] | None = None,
         user_extractor: UserExtractor | None = None,
         exclude_paths: Iterable[str] = (),
         breadcrumbs: bool = True,
         transaction_namer: TransactionNamer | None = None,
         failed_request_status_codes: Collection[int] = range(500, 600),
+        trust_incoming_sampling: bool = True,
     ) -> None:
         setup_once()
         note_middleware()
@@ -95,12 +105,14 @@ class SentryContextMiddleware:
             trust_incoming=trust_incoming,
             id_generator=id_generator,
             id_validator=id_validator,
+            incoming_headers=incoming_headers,
         )
         self.user_extractor = user_extractor
         self.exclude_paths = frozenset(exclude_paths)
         self.breadcrumbs = breadcrumbs
         self.transaction_namer = transaction_namer
         self.failed_request_status_codes = failed_request_status_codes
+        self.trust_incoming_sampling = trust_incoming_sampling
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _REQUEST_TYPES:
@@ -108,11 +120,19 @@ class SentryContextMiddleware:
             return
         try:
             ids = self.ids
-            request_id = ids.incoming(scope)
-            if not request_id:
-                rejected = request_id is not None
-                request_id = ids.new_id()
-                if rejected:
+            source = None
+            if ids.sources is None:
+                request_id = ids.incoming(scope)
+                if not request_id:
+                    rejected = request_id is not None
+                    request_id = ids.new_id()
+                    if rejected:
+                        ids.replace_incoming(scope, request_id)
+            else:
+                request_id, source = ids.from_sources(scope)
+                request_id = request_id or ids.new_id()
+                # The app sees the ID the request got, under the middleware's header.
+                if ids.carries_other_id(scope, request_id):
                     ids.replace_incoming(scope, request_id)
             state = _ServedRequest(
                 request_id,
@@ -122,11 +142,16 @@ class SentryContextMiddleware:
                 time(),
             )
             state.transaction_namer = self.transaction_namer
+            state.id_source = source
             state.server_send = send
             state.owner = self
             state.echo = request_id.encode("latin-1") if ids.response_header else None
             # The state is the request's event processor (``_ServedRequest.__call__``).
-            state.scope_tokens = enter_request_scope(state, state)  # type: ignore[arg-type]
+            state.scope_tokens = enter_request_scope(
+                state,
+                state,  # type: ignore[arg-type]
+                trust_sampling=self.trust_incoming_sampling,
+            )
         except Exception:
             logger.exception("asgi_sentry_ctx: could not set up request context; passing through")
             await self.app(scope, receive, send)

@@ -41,7 +41,10 @@ def enrich_event(
         # inside us), it is reported: the middleware must not report it again
         # (``report_once`` marked it too, where it takes a mark).
         state.reported = exc_info[1]
-    event.setdefault("tags", {})["request_id"] = state.request_id
+    tags = event.setdefault("tags", {})
+    tags["request_id"] = state.request_id
+    if state.id_source is not None:
+        tags["request_id.source"] = state.id_source
     _apply_user(event, state)
     if "request" not in event or not event["request"]:
         try:

@@ -77,7 +77,9 @@ def record_process_base() -> None:
         _process_base = Scope.get_isolation_scope()
 
 
-def enter_request_scope(state: RequestState, processor: EventProcessor) -> ScopeTokens:
+def enter_request_scope(
+    state: RequestState, processor: EventProcessor, *, trust_sampling: bool = True
+) -> ScopeTokens:
     """Run the current request in its own Sentry scopes, its events passed through ``processor``.
 
     The request starts from what is in force outside any request, even when
@@ -87,7 +89,7 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
     """
     left_behind = current_request()
     if left_behind is not None:
-        return _enter_from_base(state, processor, left_behind)
+        return _enter_from_base(state, processor, left_behind, trust_sampling)
     state.base_business = _business_fields.get()
     if _asgi_middleware_applied.get(False):
         # Inside the SDK's middleware, which forked both scopes for this request
@@ -114,12 +116,16 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
     isolation = _fork(parent)
     if isolation._user is not None:
         isolation._user = None  # a user set outside requests is not this request's
+    if isolation._transaction is not None:
+        _unname(isolation)  # nor is a transaction name (a job's span, say)
     # The scope is this request's alone: the SDK's ``add_event_processor`` guard
     # against unbounded growth of a long-lived scope's list buys nothing here.
     isolation._event_processors.append(processor)
     # A trace of its own per request (its id made lazily, if ever needed), or
     # the caller's: events and outgoing calls carry it, sampled or not.
-    trace = isolation._propagation_context = incoming_trace(state.asgi_scope["headers"])
+    trace = isolation._propagation_context = incoming_trace(
+        state.asgi_scope["headers"], trust_sampling=trust_sampling
+    )
     isolation_token: Token[Any] = _isolation_scope.set(isolation)
     mode = tracing_mode(isolation)
     if not mode.traced:
@@ -129,14 +135,21 @@ def enter_request_scope(state: RequestState, processor: EventProcessor) -> Scope
     if mode.spans_streamed:
         # Streamed spans take scope attributes, not tags.
         isolation.set_attribute("request_id", state.request_id)
-    current = state.base_current or Scope.get_current_scope()
-    tokens = isolation_token, _current_scope.set(_fork(current))
+    current = _fork(state.base_current or Scope.get_current_scope())
+    if current._transaction is not None:
+        _unname(current)
+    tokens = isolation_token, _current_scope.set(current)
     start_request_trace(state, trace, mode)
     return tokens
 
 
+def _unname(scope: Scope) -> None:
+    scope._transaction = None
+    scope._transaction_info = {}
+
+
 def _enter_from_base(
-    state: RequestState, processor: EventProcessor, left_behind: RequestState
+    state: RequestState, processor: EventProcessor, left_behind: RequestState, trust_sampling: bool
 ) -> _Rebased:
     """Put back what ``left_behind``, the request in force, started from; then enter as usual.
 
@@ -160,7 +173,7 @@ def _enter_from_base(
     rebased.current = _current_scope.set(left_behind.base_current)
     rebased.business = _business_fields.set(left_behind.base_business)
     rebased.sdk_applied = _asgi_middleware_applied.set(False)
-    rebased.tokens = enter_request_scope(state, processor)
+    rebased.tokens = enter_request_scope(state, processor, trust_sampling=trust_sampling)
     return rebased
 
 

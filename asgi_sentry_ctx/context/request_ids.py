@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 from asgi_sentry_ctx._log import logger
+from asgi_sentry_ctx.context.incoming_ids import IncomingSource, incoming_sources
 from asgi_sentry_ctx.context.state import current_request
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class RequestIdPolicy:
     routing 404s) give the same kind of ID. A custom ``id_validator`` can only
     narrow what is accepted: an ID that is not safe to echo in a header and
     send as a tag (see `is_valid_request_id`) is rejected whatever it says.
+    ``incoming_headers`` replaces the one header an incoming ID is read from
+    by an ordered preference list (see ``incoming_ids``).
     """
 
     __slots__ = (
@@ -84,6 +87,7 @@ class RequestIdPolicy:
         "is_valid_id",
         "new_id",
         "response_header",
+        "sources",
         "trust_incoming",
     )
 
@@ -95,6 +99,7 @@ class RequestIdPolicy:
         trust_incoming: bool = True,
         id_generator: IdGenerator | None = None,
         id_validator: IdValidator | None = None,
+        incoming_headers: Iterable[str] | None = None,
     ) -> None:
         self.header_name = header_name
         self.header = header_name.lower().encode("latin-1")
@@ -105,6 +110,10 @@ class RequestIdPolicy:
         """A new request ID (the generator's, checked)."""
         self.is_valid_id: IdValidator = (
             is_valid_request_id if id_validator is None else _also_safe(id_validator)
+        )
+        #: The preference list, or ``None`` for ``header_name`` alone (the fast path).
+        self.sources: tuple[IncomingSource, ...] | None = (
+            None if incoming_headers is None else incoming_sources(incoming_headers)
         )
 
     def incoming(self, scope: Scope) -> str | None:
@@ -133,9 +142,55 @@ class RequestIdPolicy:
             logger.exception("asgi_sentry_ctx: id_validator raised; a new ID is used")
         return ""
 
+    def from_sources(self, scope: Scope) -> tuple[str | None, str]:
+        """The incoming request ID to reuse from the preference list (``None``
+        if none is valid), and where it came from (its header's name, as
+        configured, or ``"generated"``).
+
+        The first source present with one valid value wins. A value that
+        repeats its header is ambiguous, so untrusted, like one that fails
+        validation: the next source is tried.
+        """
+        sources = self.sources or ()
+        if not self.trust_incoming or not sources:
+            return None, "generated"
+        wanted = {header for header, _, _ in sources}
+        found: dict[bytes, list[bytes]] = {}
+        for name, value in scope["headers"]:
+            if name in wanted:
+                found.setdefault(name, []).append(value)
+        for header, name, parse in sources:
+            values = found.get(header)
+            if values is None or len(values) != 1:
+                continue
+            candidate = self._checked(values[0], parse)
+            if candidate is not None:
+                return candidate, name
+        return None, "generated"
+
+    def _checked(self, raw: bytes, parse: Callable[[str], str | None]) -> str | None:
+        try:
+            candidate = parse(raw.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        try:
+            if candidate and self.is_valid_id(candidate):
+                return candidate
+        except Exception:
+            logger.exception("asgi_sentry_ctx: id_validator raised; the value is not used")
+        return None
+
     def request_id_for(self, scope: Scope) -> str:
         """The request ID a request with ``scope`` gets: the valid incoming one, else a new one."""
+        if self.sources is not None:
+            return self.from_sources(scope)[0] or self.new_id()
         return self.incoming(scope) or self.new_id()
+
+    def carries_other_id(self, scope: Scope, request_id: str) -> bool:
+        """Whether ``scope`` has the request-ID header with a value other than ``request_id``."""
+        header = self.header
+        expected = request_id.encode("latin-1")
+        return any(name == header and value != expected for name, value in scope["headers"])
 
     def replace_incoming(self, scope: Scope, request_id: str) -> None:
         """Replace the rejected incoming ID (hostile, malformed, repeated or

@@ -29,6 +29,7 @@ class RequestState:
         "breadcrumbs",
         "business",
         "ended_at",
+        "id_source",
         "reported",
         "request_id",
         "started_at",
@@ -61,6 +62,8 @@ class RequestState:
         self.user_cleared = False
         self.reported: BaseException | None = None
         self.transaction_namer: TransactionNamer | None = None
+        # The header the request ID came from, with a preference list; else None.
+        self.id_source: str | None = None
         # The request's transaction or segment span, while a sampled request runs.
         self.transaction: Any = None
         # What was in force outside any request when this one started (see

@@ -15,12 +15,13 @@ one, every request goes through the SDK's decision.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from sentry_sdk.tracing import Transaction
-from sentry_sdk.tracing_utils import PropagationContext
+from sentry_sdk.tracing_utils import Baggage, PropagationContext
 
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.state import RequestState
@@ -49,11 +50,15 @@ ORIGIN = "auto.http.asgi_sentry_ctx"
 _NAMED_SOURCES = frozenset({"route", "component", "custom", "view", "task"})
 
 
-def incoming_trace(headers: Iterable[tuple[bytes, bytes]]) -> PropagationContext:
+def incoming_trace(
+    headers: Iterable[tuple[bytes, bytes]], *, trust_sampling: bool = True
+) -> PropagationContext:
     """The request's propagation context: the incoming ``sentry-trace`` (and
     ``baggage``) continued, else a new trace whose ids are made when first read.
 
-    A malformed or hostile header starts a new trace, as the SDK does.
+    A malformed or hostile header starts a new trace, as the SDK does. Without
+    ``trust_sampling``, the caller's trace id and span are continued but not
+    its sampling decision (see ``_untrusted``).
     """
     sentry_trace: bytes | None = None
     baggage: bytes | None = None
@@ -68,10 +73,31 @@ def incoming_trace(headers: Iterable[tuple[bytes, bytes]]) -> PropagationContext
         incoming = {"sentry-trace": sentry_trace.decode("latin-1")}
         if baggage is not None:
             incoming["baggage"] = baggage.decode("latin-1")
-        return PropagationContext.from_incoming_data(incoming)
+        trace = PropagationContext.from_incoming_data(incoming)
+        return trace if trust_sampling else _untrusted(trace)
     except Exception:
         logger.warning("asgi_sentry_ctx: unreadable sentry-trace/baggage; a new trace starts")
         return PropagationContext()
+
+
+def _untrusted(trace: PropagationContext) -> PropagationContext:
+    """``trace`` without what its caller decided or may steer: the decision in
+    ``sentry-trace`` and the ``baggage``, whose ``sample_rand`` would decide
+    it too. A ``sample_rand`` of this service's own draw takes its place, so
+    that this service and those it calls decide alike; a client cannot force
+    a request into tracing (``-1``, a tiny ``sample_rand``, a chosen trace id).
+    """
+    trace.parent_sampled = None
+    if trace.baggage is None and trace.parent_span_id is None:
+        return trace  # nothing came: a new trace, decided as usual
+    populate = getattr(Baggage, "populate_from_propagation_context", None)
+    if populate is None:  # sentry-sdk before sample_rand: its own draw decides
+        trace.baggage = None
+        return trace
+    baggage = populate(trace)
+    baggage.sentry_items["sample_rand"] = f"{random.randrange(1_000_000) / 1_000_000:.6f}"
+    trace.baggage = baggage
+    return trace
 
 
 def start_request_trace(state: RequestState, trace: PropagationContext, mode: TracingMode) -> None:

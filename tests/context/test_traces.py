@@ -261,3 +261,21 @@ class TestNames:
             r.levelno == logging.ERROR and "transaction namer raised" in r.getMessage()
             for r in caplog.records
         )
+
+    async def test_a_name_set_outside_requests_is_not_a_requests(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        """A transaction name given at start-up stays out of every request's events."""
+        production(traces_sample_rate=1.0)
+        sentry_sdk.get_isolation_scope().set_transaction_name("startup")
+        sentry_sdk.get_current_scope().set_transaction_name("startup")
+        try:
+            await fail(SentryContextMiddleware(failing), "/after-startup")
+        finally:
+            for scope in (sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+                scope._transaction = None
+                scope._transaction_info = {}
+
+        [event] = ingest.wait_for_events(1)
+        [transaction] = ingest.wait_for_items("transaction", 1)
+        assert event["transaction"] == transaction["transaction"] == "/after-startup"
