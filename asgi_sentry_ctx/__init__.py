@@ -11,6 +11,7 @@ from asgi_sentry_ctx.context.failure_reports import (
     unregister_sink,
 )
 from asgi_sentry_ctx.context.log_records import RequestContextFilter, add_request_context
+from asgi_sentry_ctx.context.propagation import OutboundPropagation
 from asgi_sentry_ctx.context.request_ids import get_request_id, is_valid_request_id
 from asgi_sentry_ctx.context.threads import bind_context
 from asgi_sentry_ctx.context.users import clear_user, current_user, set_user, user_from
@@ -28,6 +29,7 @@ __all__ = [
     "EventStore",
     "Failure",
     "NoiseFilter",
+    "OutboundPropagation",
     "RequestContextFilter",
     "SentryContextMiddleware",
     "StoreTransport",

@@ -241,6 +241,7 @@ def test_the_public_api_is_exactly_this() -> None:
         "EventStore",
         "Failure",
         "NoiseFilter",
+        "OutboundPropagation",
         "RequestContextFilter",
         "SentryContextMiddleware",
         "StoreTransport",

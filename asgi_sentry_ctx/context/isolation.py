@@ -139,7 +139,7 @@ def enter_request_scope(
     if current._transaction is not None:
         _unname(current)
     tokens = isolation_token, _current_scope.set(current)
-    start_request_trace(state, trace, mode)
+    start_request_trace(state, trace, mode, current)
     return tokens
 
 

@@ -34,11 +34,10 @@ def request_data(scope: Mapping[str, Any]) -> dict[str, Any]:
         name = raw_name.decode("latin-1").lower()
         value = FILTERED if is_sensitive_key(name) else raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    data: dict[str, Any] = {
-        "url": _url(scope, headers.get("host")),
-        "query_string": (scope.get("query_string") or b"").decode("latin-1"),
-        "headers": headers,
-    }
+    data: dict[str, Any] = {"url": _url(scope, headers.get("host")), "headers": headers}
+    query = (scope.get("query_string") or b"").decode("latin-1")
+    if query:  # absent when empty, as in the SDK's own request block
+        data["query_string"] = query
     if scope["type"] == "http":
         data["method"] = scope.get("method", "GET")
     return data

@@ -5,8 +5,9 @@ the nine in ten that a sample rate of 0.1 then drops too; that object is a
 large share of its per-request cost. Here every request gets a propagation
 context (its trace id, made lazily, or the incoming ``sentry-trace`` and
 ``baggage`` continued), so that its events and its outgoing calls carry a
-trace whether it is sampled or not. The sampling decision comes next, by the
-SDK's own rules and with the trace's ``sample_rand``, so that every service
+trace whether it is sampled or not (see ``start_request_trace``). The
+sampling decision comes next, by the SDK's own rules and with the trace's
+``sample_rand``, so that every service
 of a trace decides alike; only a sampled request starts a transaction (or,
 with span streaming, a segment span), through the SDK's public API, which
 decides again, the same way. A ``traces_sampler`` is the SDK's to call: with
@@ -16,11 +17,12 @@ one, every request goes through the SDK's decision.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
-from sentry_sdk.tracing import Transaction
+from sentry_sdk.scope import Scope
+from sentry_sdk.tracing import NoOpSpan, Transaction
 from sentry_sdk.tracing_utils import Baggage, PropagationContext
 
 from asgi_sentry_ctx._log import logger
@@ -45,6 +47,37 @@ __all__ = [
 
 ORIGIN = "auto.http.asgi_sentry_ctx"
 """The ``origin`` of the transactions and segment spans the middleware starts."""
+
+
+class _UnsampledSpan(NoOpSpan):
+    """A span of an unsampled request: never sent, its data methods no-ops,
+    but what it propagates is the request's trace, as an unsampled
+    transaction's would be (``sentry_sdk.get_traceparent()``, ``get_baggage()``,
+    the SDK's HTTP integrations): the propagation context of the request's
+    scopes, the decision deferred to its ``sample_rand``."""
+
+    def start_child(self, instrumenter: str = "sentry", **kwargs: Any) -> NoOpSpan:
+        return _UnsampledSpan()
+
+    def to_traceparent(self) -> str:
+        return Scope.get_current_scope().get_active_propagation_context().to_traceparent()
+
+    def to_baggage(self) -> Baggage | None:
+        return Scope.get_current_scope().get_active_propagation_context().get_baggage()
+
+    def iter_headers(self) -> Iterator[tuple[str, str]]:
+        return Scope.get_current_scope().get_active_propagation_context().iter_headers()
+
+    get_baggage = to_baggage
+    _to_traceparent = to_traceparent
+    _to_baggage = to_baggage
+    _get_baggage = to_baggage
+    _iter_headers = iter_headers
+
+
+# The current span of every unsampled request, never entered (one object for
+# all: a span per request would cost a ``Span.__init__``, state it never holds).
+_UNSAMPLED = _UnsampledSpan()
 
 # Sources better than a URL: a name given by the app or its routing.
 _NAMED_SOURCES = frozenset({"route", "component", "custom", "view", "task"})
@@ -100,12 +133,25 @@ def _untrusted(trace: PropagationContext) -> PropagationContext:
     return trace
 
 
-def start_request_trace(state: RequestState, trace: PropagationContext, mode: TracingMode) -> None:
-    """Start the request's transaction (or segment span) if it is sampled; on ``state``."""
+def start_request_trace(
+    state: RequestState, trace: PropagationContext, mode: TracingMode, current: Scope
+) -> None:
+    """Start the request's transaction (or segment span) if it is sampled; on
+    ``state``. ``current`` is the request's own current scope.
+
+    An unsampled request gets ``_UNSAMPLED`` as its current span instead:
+    spans started in it (an outgoing call's, a query's) are no-ops, which the
+    SDK builds for nothing, and the SDK's HTTP integrations then propagate the
+    request's trace (``sentry-trace`` and ``baggage`` of its propagation
+    context, the decision deferred to the same ``sample_rand``), where from a
+    span outside any transaction they would propagate nothing.
+    """
     try:
         if mode.spans_streamed:
             state.transaction = _start_segment(state)
-        elif _is_sampled(trace, mode.options) is not False:
+        elif _is_sampled(trace, mode.options) is False:
+            current._span = _UNSAMPLED
+        else:
             state.transaction = _start_transaction(state, trace)
     except Exception:
         logger.exception("asgi_sentry_ctx: could not start the request's transaction")

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, Header
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi.routing import APIRoute
 from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
@@ -23,8 +24,9 @@ from asgi_sentry_ctx import capture_message
 from asgi_sentry_ctx.adapters.fastapi import bind_user, install
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import request
-from tests.conftest import SentryInit
+from tests.conftest import ProductionInit, SentryInit
 from tests.events import as_json, events_before_marker, message_of
+from tests.parity import init_ours
 from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
@@ -32,7 +34,9 @@ from tests.starlette_apps import (
     FRONTEND,
     HOSTILE_IDS,
     HOSTILE_MARKER,
+    USERS,
     User,
+    bearer,
     fastapi_app,
     handshake_request_id,
     report_with_incoming_ids,
@@ -437,3 +441,203 @@ class TestYieldingDependency:
         response = asyncio.run(request(yielding_app(kind, steps), "/"))
         assert response.status == 200
         assert steps == ["opened", "endpoint", "closed"]
+
+
+SDK_INTEGRATIONS = [StarletteIntegration, FastApiIntegration]
+
+
+@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
+def owner(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
+    """``init_sentry`` with sentry-sdk's FastAPI integration off (the default: the
+    middleware owns the request) or on (``framework_integrations=True``), traces off."""
+
+    def init(**options: Any) -> None:
+        settings = {"traces_sample_rate": 0.0, "transport_queue_size": 10_000, **options}
+        init_ours(production, SDK_INTEGRATIONS, framework_integrations=request.param, **settings)
+
+    return init
+
+
+def routed_app(**install_options: Any) -> FastAPI:
+    """Routes behind a prefixed router and ``HTTPException``s no handler of the app reports."""
+    app = FastAPI()
+    router = APIRouter(prefix="/v2/podcasts")
+
+    @router.post("/{podcast_id}/publish")
+    async def publish(podcast_id: int) -> None:
+        raise RuntimeError("transcoder crashed")
+
+    @app.get("/status/{status}")
+    async def status(status: int, user: Annotated[User, Depends(bind_user(current))]) -> None:
+        raise HTTPException(status)
+
+    app.include_router(router)
+    return install(app, **install_options)
+
+
+async def current(credentials: Annotated[Any, Depends(bearer)]) -> User:
+    user = USERS.get(credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(401, "invalid token")
+    return user
+
+
+class TestTransactionNames:
+    """Events are named as sentry-sdk's FastAPI integration names them."""
+
+    def test_route_of_a_prefixed_router_is_named_with_the_prefix(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        init_ours(production, SDK_INTEGRATIONS, framework_integrations=False)
+        with pytest.raises(RuntimeError):
+            asyncio.run(request(routed_app(), "/v2/podcasts/7/publish", method="POST"))
+        [event] = events_before_marker(ingest)
+        assert event["transaction"] == "/v2/podcasts/{podcast_id}/publish"
+        assert event["transaction_info"] == {"source": "route"}
+
+    def test_endpoint_style_names_the_endpoint_function(
+        self, production: ProductionInit, ingest: SentryIngest
+    ) -> None:
+        init_ours(production, SDK_INTEGRATIONS, framework_integrations=False)
+        app = routed_app(transaction_style="endpoint")
+        with pytest.raises(RuntimeError):
+            asyncio.run(request(app, "/v2/podcasts/7/publish", method="POST"))
+        [event] = events_before_marker(ingest)
+        assert event["transaction"] == f"{__name__}.routed_app.<locals>.publish"
+        assert event["transaction_info"] == {"source": "component"}
+
+
+class TestServerErrorHttpException:
+    """A raised ``HTTPException`` answered with a 5xx is reported once, as the SDK reports it."""
+
+    def test_raised_503_is_one_event_with_its_request_context(
+        self, owner: Init, ingest: SentryIngest
+    ) -> None:
+        owner()
+        with serve(routed_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/status/503", headers=ALICE)
+        [event] = events_before_marker(ingest)
+        assert response.status_code == 503
+        assert event["exception"]["values"][-1]["type"] == "HTTPException"
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert event["transaction"] == "/status/{status}"
+        assert event["user"] == {"id": "u-alice"}
+
+    @pytest.mark.parametrize(
+        ("path", "headers", "status"),
+        [
+            ("/status/404", ALICE, 404),
+            ("/status/503", {"authorization": "Bearer forged"}, 401),
+            ("/status/not-a-number", ALICE, 422),
+        ],
+        ids=["404", "401-from-the-auth-dependency", "422"],
+    )
+    def test_client_errors_send_nothing(
+        self, owner: Init, ingest: SentryIngest, path: str, headers: dict[str, str], status: int
+    ) -> None:
+        owner()
+        with serve(routed_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get(path, headers=headers)
+        assert response.status_code == status
+        assert events_before_marker(ingest) == []
+
+
+def endpoint_dependant(app: FastAPI, path: str) -> Any:
+    [route] = [r for r in app.routes if isinstance(r, APIRoute) and r.path == path]
+    return route.dependant
+
+
+class TestBindUserCost:
+    """``bind_user`` adds no dependency level: FastAPI solves the original's parameters directly."""
+
+    def test_bound_dependency_has_the_original_sub_dependencies(self) -> None:
+        app = FastAPI()
+
+        @app.get("/")
+        async def index(user: Annotated[User, Depends(bind_user(current))]) -> None:
+            pass
+
+        [bound] = endpoint_dependant(app, "/").dependencies
+        assert [sub.call for sub in bound.dependencies] == [bearer]
+
+    def test_string_annotations_are_read_in_the_dependency_module(self) -> None:
+        namespace: dict[str, Any] = {}
+        exec(  # a module written with ``from __future__ import annotations``
+            "from __future__ import annotations\n"
+            "from typing import Annotated\n"
+            "from fastapi import Header\n"
+            "async def token_user(x_token: Annotated[str, Header()]) -> dict[str, str]:\n"
+            "    return {'id': x_token}\n",
+            namespace,
+        )
+        app = FastAPI()
+
+        @app.get("/")
+        async def index(user: Annotated[Any, Depends(bind_user(namespace["token_user"]))]) -> str:
+            return str(user["id"])
+
+        response = asyncio.run(request(install(app), "/", headers=[(b"x-token", b"u-7")]))
+        assert (response.status, response.body) == (200, b'"u-7"')
+
+    def test_callable_object_dependency_is_bound(self, sentry: Init, ingest: SentryIngest) -> None:
+        sentry()
+
+        class TokenAuth:
+            async def __call__(self, x_token: Annotated[str, Header()]) -> dict[str, str]:
+                return {"id": x_token}
+
+        app = FastAPI()
+
+        @app.get("/")
+        async def index(user: Annotated[Any, Depends(bind_user(TokenAuth()))]) -> None:
+            capture_message("seen")
+
+        asyncio.run(request(install(app), "/", headers=[(b"x-token", b"u-obj")]))
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "u-obj"}
+
+
+class TestOverridingTheBoundDependency:
+    """Overrides keyed by the bound dependency, or set after ``install``, apply and bind too."""
+
+    def test_override_of_the_bound_dependency_itself_applies_and_binds(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+        app = fastapi_app("async")
+        app.dependency_overrides[bind_user(DEPENDENCIES["async"][0])] = overriding_user
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/message", headers={"X-Test-User": "u-dave"})
+        [event] = events_before_marker(ingest)
+        assert response.json() == {"id": "u-dave"}
+        assert event["user"] == {"id": "u-dave"}
+
+    def test_override_by_a_yielding_dependency_binds_its_user(
+        self, sentry: Init, ingest: SentryIngest
+    ) -> None:
+        sentry()
+
+        def session_user() -> Iterator[User]:
+            yield User(id="u-session", email="s@example.com", name="S")
+
+        app = fastapi_app("sync")
+        app.dependency_overrides[DEPENDENCIES["sync"][0]] = session_user
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            client.get("/message")
+        [event] = events_before_marker(ingest)
+        assert event["user"] == {"id": "u-session"}
+
+    def test_overrides_set_after_assigning_a_new_dict_still_apply(self) -> None:
+        app = fastapi_app("async")
+        assert asyncio.run(request(app, "/message")).status == 401  # the stack is built
+        app.dependency_overrides = {}  # how FastAPI's docs reset overrides
+        app.dependency_overrides[DEPENDENCIES["async"][0]] = overriding_user
+        response = asyncio.run(request(app, "/message"))
+        assert (response.status, response.body) == (200, b'{"id":"u-fake"}')
+
+    def test_cleared_overrides_leave_the_original_dependency(self) -> None:
+        app = fastapi_app("async")
+        app.dependency_overrides[DEPENDENCIES["async"][0]] = overriding_user
+        app.dependency_overrides.clear()
+        response = asyncio.run(request(app, "/message"))
+        assert response.status == 401

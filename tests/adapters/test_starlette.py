@@ -18,12 +18,14 @@ from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations.starlette import StarletteIntegration
 from starlette.applications import Starlette
 from starlette.authentication import BaseUser, SimpleUser, UnauthenticatedUser
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Host, Mount, Route, WebSocketRoute
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
@@ -31,8 +33,9 @@ from asgi_sentry_ctx import SentryContextMiddleware
 from asgi_sentry_ctx.adapters.starlette import install, starlette_user
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.asgi import http_scope, request
-from tests.conftest import SentryInit
+from tests.conftest import ProductionInit, SentryInit
 from tests.events import as_json, events_before_marker, message_of
+from tests.parity import init_ours
 from tests.servers import serve
 from tests.starlette_apps import (
     BUSINESS,
@@ -411,3 +414,170 @@ class TestStarletteUser:
 
     def test_mapping_user_is_read_by_its_id(self) -> None:
         assert starlette_user(self.scope_with({"id": 7, "email": "x@example.com"})) == {"id": "7"}
+
+
+@pytest.fixture(params=[False, True], ids=["sdk-integration-off", "sdk-integration-on"])
+def owner(request: pytest.FixtureRequest, production: ProductionInit) -> Init:
+    """``init_sentry`` with sentry-sdk's Starlette integration off (the default: the
+    middleware owns the request) or on (``framework_integrations=True``), traces off."""
+
+    def init(**options: Any) -> None:
+        settings = {"traces_sample_rate": 0.0, "transport_queue_size": 10_000, **options}
+        init_ours(
+            production, [StarletteIntegration], framework_integrations=request.param, **settings
+        )
+
+    return init
+
+
+@pytest.fixture
+def ours(production: ProductionInit) -> Init:
+    """``init_sentry`` as the docs set it up: sentry-sdk's Starlette integration off."""
+
+    def init(**options: Any) -> None:
+        settings = {"traces_sample_rate": 0.0, "transport_queue_size": 10_000, **options}
+        init_ours(production, [StarletteIntegration], framework_integrations=False, **settings)
+
+    return init
+
+
+async def publish(request: Request) -> Response:
+    raise RuntimeError("transcoder crashed")
+
+
+async def unavailable(request: Request) -> Response:
+    raise HTTPException(status_code=request.path_params["status"])
+
+
+async def crashing_websocket(ws: Any) -> None:
+    await ws.accept()
+    raise RuntimeError("websocket crashed")
+
+
+def routed_app(**install_options: Any) -> Starlette:
+    """Routes with templates, under mounts, and ``HTTPException``s no handler of the app reports."""
+    return install(
+        Starlette(
+            routes=[
+                Route("/podcasts/{podcast_id}/publish", publish),
+                Route("/status/{status:int}", unavailable),
+                WebSocketRoute("/live/{room}", crashing_websocket),
+                Mount(
+                    "/orgs/{org}",
+                    routes=[Mount("/v1", routes=[Route("/episodes/{episode_id}", publish)])],
+                ),
+                Host("testserver", Route("/", publish)),
+            ]
+        ),
+        **install_options,
+    )
+
+
+def fail_at(app: Starlette, path: str, headers: Any = ()) -> None:
+    with pytest.raises(RuntimeError, match="crashed"):
+        asyncio.run(request(app, path, headers=headers))
+
+
+class TestTransactionNames:
+    """Events and transactions are named as sentry-sdk's Starlette integration names them
+    (with that integration on, ``framework_integrations=True``, its names are the ones sent)."""
+
+    def test_error_event_is_named_by_its_route_template(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours()
+        fail_at(routed_app(), "/podcasts/7/publish")
+        [event] = events_before_marker(ingest)
+        assert event["transaction"] == "/podcasts/{podcast_id}/publish"
+        assert event["transaction_info"] == {"source": "route"}
+
+    def test_route_under_mounts_is_named_with_the_mounts_templates(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours()
+        fail_at(routed_app(), "/orgs/acme/v1/episodes/9")
+        [event] = events_before_marker(ingest)
+        assert event["transaction"] == "/orgs/{org}/v1/episodes/{episode_id}"
+
+    def test_websocket_error_is_named_by_its_route_template(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours()
+        with serve(routed_app()) as url:
+            live = url.replace("http", "ws", 1) + "/live/lobby"
+            with connect(live) as ws, pytest.raises(ConnectionClosedError):
+                ws.recv(timeout=10)
+        [event] = events_before_marker(ingest)
+        assert (event["transaction"], event["transaction_info"]) == (
+            "/live/{room}",
+            {"source": "route"},
+        )
+
+    def test_endpoint_style_names_the_endpoint_function(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours()
+        fail_at(routed_app(transaction_style="endpoint"), "/orgs/acme/v1/episodes/9")
+        [event] = events_before_marker(ingest)
+        assert event["transaction"] == f"{__name__}.publish"
+        assert event["transaction_info"] == {"source": "component"}
+
+    def test_host_route_is_named_by_its_url_as_it_has_no_template(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours()
+        fail_at(routed_app(), "/")
+        [event] = events_before_marker(ingest)
+        assert (event["transaction"], event["transaction_info"]) == (
+            "http://testserver/",
+            {"source": "url"},
+        )
+
+    def test_sampled_request_that_matched_no_route_is_named_by_its_url(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours(traces_sample_rate=1.0)
+        response = asyncio.run(request(routed_app(), "/no-such-page", query_string=b"a=1"))
+        [transaction] = ingest.wait_for_items("transaction", 1)
+        assert response.status == 404
+        assert transaction["transaction"] == "http://testserver/no-such-page"
+        assert transaction["transaction_info"] == {"source": "url"}
+
+    def test_sampled_request_transaction_is_named_by_its_route(
+        self, ours: Init, ingest: SentryIngest
+    ) -> None:
+        ours(traces_sample_rate=1.0)
+        asyncio.run(request(routed_app(), "/status/200"))
+        [transaction] = ingest.wait_for_items("transaction", 1)
+        assert transaction["transaction"] == "/status/{status:int}"
+        assert transaction["contexts"]["trace"]["op"] == "http.server"
+
+    def test_unknown_transaction_style_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="transaction_style must be one of"):
+            install(Starlette(), transaction_style="route")
+
+
+class TestServerErrorHttpException:
+    """A raised ``HTTPException`` answered with a 5xx is reported once, as the SDK reports it."""
+
+    def test_raised_503_is_one_event_with_the_request_id_and_route_name(
+        self, owner: Init, ingest: SentryIngest
+    ) -> None:
+        owner()
+        with serve(routed_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get("/status/503")
+        [event] = events_before_marker(ingest)
+        assert response.status_code == 503
+        assert event["exception"]["values"][-1]["type"] == "HTTPException"
+        assert event["tags"]["request_id"] == response.headers["x-request-id"]
+        assert event["transaction"] == "/status/{status:int}"
+
+    @pytest.mark.parametrize("status", [401, 404])
+    def test_raised_client_error_sends_nothing(
+        self, owner: Init, ingest: SentryIngest, status: int
+    ) -> None:
+        owner()
+        with serve(routed_app()) as url, httpx.Client(base_url=url) as client:
+            response = client.get(f"/status/{status}")
+        assert response.status_code == status
+        assert events_before_marker(ingest) == []

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from sentry_sdk.tracing import NoOpSpan
 
 from asgi_sentry_ctx import SentryContextMiddleware
 from asgi_sentry_ctx.testing import SentryIngest
@@ -107,21 +108,42 @@ class TestSampling:
         assert transaction["contexts"]["trace"]["status"] == "ok"
         assert transaction["tags"]["http.status_code"] == "201"
 
-    async def test_an_unsampled_request_starts_no_span(
+    async def test_an_unsampled_requests_spans_are_no_ops(
         self, production: ProductionInit, ingest: SentryIngest
     ) -> None:
-        """Rate 0: no span in the request, no transaction sent."""
+        """Rate 0: the spans a request starts are no-ops; no transaction is sent."""
         production(traces_sample_rate=0.0)
         spans: list[Any] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
-            spans.append(sentry_sdk.get_current_span())
+            with sentry_sdk.start_span(op="db", name="select episodes") as span:
+                spans.append(span)
             await answering(scope, receive, send)
 
         await request(SentryContextMiddleware(app))
         events_before_marker(ingest)
-        assert spans == [None]
+        assert len(spans) == 1
+        assert isinstance(spans[0], NoOpSpan)
         assert not any(env.payloads("transaction") for env in ingest.envelopes)
+
+    async def test_an_unsampled_requests_outgoing_call_carries_its_trace(
+        self, production: ProductionInit
+    ) -> None:
+        """As the SDK's HTTP integrations add headers inside their span, the
+        unsampled request's trace goes out, its decision deferred."""
+        production(traces_sample_rate=0.0)
+        sent: list[dict[str, str]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            with sentry_sdk.start_span(op="http.client"):
+                scope_ = sentry_sdk.get_current_scope()
+                sent.append(dict(scope_.iter_trace_propagation_headers()))
+                sent.append({"sentry-trace": sentry_sdk.get_traceparent() or ""})
+            await answering(scope, receive, send)
+
+        await request(SentryContextMiddleware(app), headers=[sentry_trace()])
+        assert [headers["sentry-trace"][:32] for headers in sent] == [TRACE_ID, TRACE_ID]
+        assert "baggage" in sent[0]
 
     async def test_an_error_belongs_to_its_sampled_transaction(
         self, production: ProductionInit, ingest: SentryIngest
