@@ -118,6 +118,15 @@ def calls_per_request(
     C functions raise 'c_call' events, which are not counted. The profiler is
     installed inside the coroutine, so the event loop's own calls are not counted.
     """
+    return count_calls(loop, lambda: run_sequential(app, template, n), n)
+
+
+def count_calls(loop: asyncio.AbstractEventLoop, run: Runner, n: int) -> float:
+    """Python function calls per request of ``run`` (which serves ``n`` requests).
+
+    As ``calls_per_request``, for any runner: the profiler is per thread, so
+    the calls of other tasks the requests start (Quart's) are counted too.
+    """
     count = 0
 
     def profiler(frame: FrameType, event: str, arg: Any) -> None:
@@ -128,7 +137,7 @@ def calls_per_request(
     async def counted() -> None:
         sys.setprofile(profiler)
         try:
-            await run_sequential(app, template, n)
+            await run()
         finally:
             sys.setprofile(None)
 
@@ -180,3 +189,96 @@ def memory_held_per_request(
     finally:
         tracemalloc.stop()
     return blocks / in_flight, size / in_flight
+
+
+class Connection:
+    """One request's ``receive`` and ``send`` as a server hands them over.
+
+    ``receive`` gives the (empty) body once, then waits until the response is
+    complete and reports the client's disconnect, as a keep-alive connection
+    does: Quart listens on ``receive`` for the whole request, and an answer
+    that came at once would make it spin. ``status`` is what the app answered.
+    """
+
+    __slots__ = ("_body_sent", "done", "headers", "status")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: Any = ()  # the response's, as sent
+        self._body_sent = False
+
+    async def receive(self) -> Message:
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.done
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = message["headers"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.done.set_result(None)  # a second final body would be a server error too
+
+
+async def run_connections(app: ASGIApp, template: dict[str, Any], n: int) -> None:
+    """Serve ``n`` sequential requests, each on its own ``Connection`` and with its own state.
+
+    Raises when any was not answered 200: a set-up whose auth refuses the
+    request would otherwise be timed answering 401s.
+    """
+    loop = asyncio.get_running_loop()
+    refused, last = 0, 200
+    for _ in range(n):
+        connection = Connection(loop)
+        await app({**template, "state": {}}, connection.receive, connection.send)
+        if connection.status != 200:
+            refused += 1
+            last = connection.status
+    if refused:
+        raise RuntimeError(f"{refused} of {n} requests were answered {last}, not 200")
+
+
+class Lifespan:
+    """The app's ASGI lifespan, run as a server runs it: start-up before the first request,
+    shut-down at the end (a task left pending would be destroyed noisily at exit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.supported = False
+        self._task: asyncio.Task[None] | None = None
+        self._messages: asyncio.Queue[Message] = asyncio.Queue()
+        self._replies: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def start(self) -> None:
+        """Send ``lifespan.startup``; an app that returns or raises instead has no lifespan."""
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
+        self._task = asyncio.get_running_loop().create_task(
+            self.app({**scope, "state": {}}, self._messages.get, self._replies.put)
+        )
+        self.supported = await self._exchange("lifespan.startup")
+
+    async def stop(self) -> None:
+        """Send ``lifespan.shutdown`` and wait for the app's lifespan task to end."""
+        if self.supported:
+            await self._exchange("lifespan.shutdown")
+        if self._task is not None:
+            await asyncio.wait({self._task})
+            if not self._task.cancelled():
+                self._task.exception()  # retrieved: no lifespan support is no error
+
+    async def _exchange(self, event: str) -> bool:
+        """Send ``event``; whether the app completed it (raises if it reported a failure)."""
+        assert self._task is not None
+        await self._messages.put({"type": event})
+        reply = asyncio.ensure_future(self._replies.get())
+        await asyncio.wait({reply, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not reply.done():
+            reply.cancel()
+            return False
+        message = reply.result()
+        if message["type"] == f"{event}.failed":
+            raise RuntimeError(f"{event} failed: {message.get('message', '')}")
+        return True

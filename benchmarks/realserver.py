@@ -16,11 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from benchmarks.configs import Config
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -93,18 +91,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def servers(configs: Sequence[Config], kind: str, core: int) -> Iterator[dict[str, int]]:
-    """Start one pinned uvicorn per configuration; yield their ports by configuration name."""
+def servers(names: Sequence[str], kind: str, core: int) -> Iterator[dict[str, int]]:
+    """Start one pinned uvicorn per configuration; yield their ports by configuration name.
+
+    ``kind`` is the app kind, or ``documented`` when ``names`` are documented set-ups.
+    """
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     processes: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
     try:
-        for config in configs:
+        for name in names:
             port = _free_port()
-            argv = [sys.executable, "-m", "benchmarks.serve", config.name, kind, str(port)]
+            argv = [sys.executable, "-m", "benchmarks.serve", name, kind, str(port)]
             process = subprocess.Popen(_pinned(core, argv), env=env, preexec_fn=_pin_fallback(core))
             processes.append(process)
-            ports[config.name] = port
+            ports[name] = port
         for process, port in zip(processes, ports.values(), strict=True):
             _wait_for_port(port, process)
         yield ports
@@ -119,15 +120,21 @@ def servers(configs: Sequence[Config], kind: str, core: int) -> Iterator[dict[st
                 process.wait()
 
 
-def run_wrk(wrk: str, port: int, *, core: int, duration: float, connections: int) -> WrkResult:
-    argv = [
-        wrk,
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(duration))}s",
-        "--latency",
-        f"http://127.0.0.1:{port}/",
-    ]
+def run_wrk(
+    wrk: str,
+    port: int,
+    *,
+    core: int,
+    duration: float,
+    connections: int,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
+    """One wrk run of ``duration`` seconds against ``GET path`` (with ``headers``)."""
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(f"http://127.0.0.1:{port}{path}")
     done = subprocess.run(
         _pinned(core, argv),
         capture_output=True,
@@ -136,6 +143,14 @@ def run_wrk(wrk: str, port: int, *, core: int, duration: float, connections: int
         preexec_fn=_pin_fallback(core),
     )
     return parse_wrk(done.stdout)
+
+
+def wrk_version(wrk: str) -> str:
+    """wrk's version line, without its copyright."""
+    done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    text = (done.stdout or done.stderr).strip().splitlines()
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer"
+    return text[0].split(" Copyright")[0] if text else "wrk (version unknown)"
 
 
 def parse_wrk(output: str) -> WrkResult:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.documented_section import MIN_ROUNDS
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-align the first column, right-align the others."""
@@ -108,13 +110,114 @@ def server_table(kind: str, rows: dict[str, Any]) -> str:
     return table(headers, body)
 
 
+def _range(low: float | None, high: float | None, digits: int = 1) -> str:
+    if low is None or high is None:
+        return "-"
+    return f"{low:.{digits}f}..{high:.{digits}f}"
+
+
+def documented_table(framework: str, rows: dict[str, Any]) -> str:
+    """One framework's documented set-ups: µs/request, overhead vs bare, their spreads, calls."""
+    headers = [f"{framework}", "µs/req", "min..max", "+µs", "min..max", "calls", "+calls"]
+    body = []
+    for name, row in rows.items():
+        bare = name == "bare"
+        body.append(
+            [
+                row["label"],
+                f"{row['us']:.1f}",
+                _range(row["us_min"], row["us_max"]),
+                "" if bare else f"{row['overhead_us']:+.1f}",
+                "" if bare else _range(row["overhead_min_us"], row["overhead_max_us"]),
+                f"{row['calls']:.0f}",
+                "" if bare else _signed(row["extra_calls"], 0),
+            ]
+        )
+    return table(headers, body)
+
+
+def documented_server_table(framework: str, rows: dict[str, Any]) -> str:
+    """FastAPI's documented set-ups under uvicorn: requests/s and p99, medians and spreads."""
+    headers = [f"{framework}", "req/s", "min..max", "drop", "p50 ms", "p99 ms", "min..max", "/bare"]
+    body = []
+    for name, row in rows.items():
+        bare = name == "bare"
+        body.append(
+            [
+                row["label"],
+                f"{row['requests_per_s']:,.0f}",
+                _range(row["requests_per_s_min"], row["requests_per_s_max"], 0),
+                "" if bare else f"{-row['drop_pct']:+.1f}%",
+                f"{row['p50_ms']:.2f}",
+                f"{row['p99_ms']:.2f}",
+                _range(row["p99_min_ms"], row["p99_max_ms"], 2),
+                "" if bare else f"{row['p99_vs_bare']:.2f}x",
+            ]
+        )
+    return table(headers, body)
+
+
+def _target_line(check: dict[str, Any]) -> str:
+    mark = "PASS" if check["met"] else "MISS"
+    value = "n/a" if check["value"] is None else f"{check['value']:.3g}"
+    low, high = check.get("spread") or (None, None)
+    spread = "" if low is None or high is None else f", rounds {low:.3g}..{high:.3g}"
+    return f"  [{mark}] {check['target']}: {value} (limit {check['limit']:.3g}{spread})"
+
+
+def render_documented(section: dict[str, Any]) -> list[str]:
+    """The documented set-ups section: a table per framework, the server table, the targets."""
+    settings = section["settings"]
+    parts = [
+        "",
+        "DOCUMENTED SET-UPS (each framework's authenticated JSON route, GET /me, with Sentry "
+        "set up as the docs show it; envelopes discarded;",
+        f"in-process, µs/req = CPU time per request, median of {settings['rounds']} interleaved "
+        f"rounds of {settings['requests_per_round']} requests, min..max over the rounds;",
+        "+µs = overhead vs bare, paired per round; calls = Python function calls per request)",
+    ]
+    for framework, result in section["in_process"].items():
+        parts += ["", documented_table(framework, result["rows"])]
+    server = section["server"]
+    parts.append("")
+    if server.get("skipped"):
+        parts.append(f"DOCUMENTED SET-UPS, REAL SERVER: skipped: {server['skipped']}")
+    else:
+        parts += [
+            f"DOCUMENTED SET-UPS, REAL SERVER (uvicorn httptools+uvloop, 1 worker on core "
+            f"{server['server_core']}; {server['wrk_version']} on core {server['wrk_core']}, "
+            f"{settings['wrk_connections']} connections, {settings['server_duration_s']:.0f} s "
+            f"runs; medians of {settings['server_rounds']} interleaved rounds)",
+            "",
+            documented_server_table(server["framework"], server["rows"]),
+        ]
+    parts += ["", "TARGETS (documented set-ups; value from the medians, rounds = per-round range)"]
+    if any(check["rounds"] < MIN_ROUNDS for check in section["targets"]):
+        parts.append(f"  (fewer than {MIN_ROUNDS} rounds: indicative only, no target can hold)")
+    parts += [_target_line(check) for check in section["targets"]]
+    return parts
+
+
 def render(result: dict[str, Any]) -> str:
     meta = result["meta"]
-    settings = meta["settings"]
     versions = meta["versions"]
     parts = [
         f"asgi-sentry-ctx {versions['asgi-sentry-ctx']} benchmark: Python {meta['python']}, "
         f"sentry-sdk {versions['sentry-sdk']}, {meta['cpu']} ({meta['cores']} cores)",
+    ]
+    if not meta["settings"].get("documented_only"):
+        parts += render_configurations(result)
+    if result.get("documented"):
+        parts += render_documented(result["documented"])
+    sections = ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("section_durations_s", {}).items())
+    parts += ["", f"({meta.get('duration_s', '?')} s{': ' + sections if sections else ''})"]
+    return "\n".join(parts)
+
+
+def render_configurations(result: dict[str, Any]) -> list[str]:
+    """The configurations' in-process tables, the scaling table and the real-server tables."""
+    settings = result["meta"]["settings"]
+    parts = [
         "",
         f"IN-PROCESS (fake ASGI server; µs/req = CPU time per request, median of "
         f"{settings['rounds']} interleaved rounds of {settings['requests_per_round']} requests;",
@@ -156,5 +259,4 @@ def render(result: dict[str, Any]) -> str:
             parts.append(
                 f"  [{mark}] {check['target']}: {check['value']:.3g} (limit {check['limit']:.3g})"
             )
-    parts += ["", f"({meta.get('duration_s', '?')} s)"]
-    return "\n".join(parts)
+    return parts

@@ -1,4 +1,6 @@
-"""The benchmark run: in-process rounds, scaling, the real-server section, the targets."""
+"""The benchmark run: in-process rounds, scaling, the real-server section, the targets,
+then the documented set-ups (``benchmarks.documented_section``; ``--no-documented``
+skips them, ``--documented-only`` runs them alone)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,22 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 from asgi_sentry_ctx.testing import SentryIngest
-from benchmarks import realserver
+from benchmarks import documented_section, realserver
 from benchmarks.apps import APP_KINDS
 from benchmarks.configs import BY_NAME, CONFIGS, REFERENCE, Config
+from benchmarks.documented_apps import FRAMEWORKS
+from benchmarks.documented_section import DocumentedSettings
 from benchmarks.report import render
+from benchmarks.worker import WorkerProcess
 
 Log = Callable[[str], None]
 
@@ -49,6 +53,8 @@ class Settings:
     server_rounds: int
     server_duration: float
     connections: int
+    documented: DocumentedSettings | None  # None: the documented set-ups are skipped
+    documented_only: bool
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +68,8 @@ class Settings:
             "server_rounds": self.server_rounds if self.server else 0,
             "server_duration_s": self.server_duration,
             "wrk_connections": self.connections,
+            "documented": self.documented.as_json() if self.documented else None,
+            "documented_only": self.documented_only,
         }
 
 
@@ -75,52 +83,6 @@ def worker_key(name: str, kind: str) -> str:
     raw app's row.
     """
     return f"{name}/{kind}" if BY_NAME[name].auto_integrations else name
-
-
-class WorkerProcess:
-    """A configuration's worker (see ``benchmarks.worker``), pinned to ``core``."""
-
-    def __init__(self, config: Config, core: int, ingest_dsn: str | None) -> None:
-        self.config = config
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        if ingest_dsn is not None:
-            env["BENCH_INGEST_DSN"] = ingest_dsn
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", config.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        os.sched_setaffinity(self.process.pid, {core})
-
-    def wait_ready(self) -> None:
-        self._read()
-
-    def ask(self, **request: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.config.name} exited ({self.process.wait()})")
-        reply: dict[str, Any] = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"worker {self.config.name}: {reply['error']}")
-        return reply
-
-    def close(self) -> None:
-        with suppress(BrokenPipeError, RuntimeError, ValueError):
-            self.ask(op="quit")
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def _median(values: Sequence[float]) -> float:
@@ -256,13 +218,13 @@ def real_server(settings: Settings, log: Log) -> dict[str, Any]:
         "skipped": None,
         "server_core": server_core,
         "wrk_core": load_core,
-        "wrk_version": _wrk_version(wrk),
+        "wrk_version": realserver.wrk_version(wrk),
     }
     for kind in settings.kinds:
         kind_configs = [c for c in configs if kind in c.kinds]
         log(f"real server ({kind}): starting {len(kind_configs)} uvicorn processes")
         runs: dict[str, list[realserver.WrkResult]] = {c.name: [] for c in kind_configs}
-        with realserver.servers(kind_configs, kind, server_core) as ports:
+        with realserver.servers([c.name for c in kind_configs], kind, server_core) as ports:
             for port in ports.values():  # warm-up: lazy stacks, caches, connections
                 realserver.run_wrk(
                     wrk, port, core=load_core, duration=1, connections=settings.connections
@@ -296,13 +258,6 @@ def real_server(settings: Settings, log: Log) -> dict[str, Any]:
             row["p99_vs_bare"] = row["p99_ms"] / bare["p99_ms"]
         results[kind] = rows
     return results
-
-
-def _wrk_version(wrk: str) -> str:
-    done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
-    text = (done.stdout or done.stderr).strip().splitlines()
-    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer"
-    return text[0].split(" Copyright")[0] if text else "wrk (version unknown)"
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -374,6 +329,25 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool, str | None]:
     parser.add_argument("--server-rounds", type=int, default=5)
     parser.add_argument("--server-duration", type=float, default=3.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument(
+        "--no-documented", action="store_true", help="skip the documented set-ups section"
+    )
+    parser.add_argument(
+        "--documented-only",
+        action="store_true",
+        help="run only the documented set-ups section (each framework as its docs set it up)",
+    )
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(FRAMEWORKS),
+        help="documented set-ups: starlette,fastapi,litestar,quart",
+    )
+    parser.add_argument(
+        "--documented-connections",
+        type=int,
+        default=32,
+        help="wrk connections for the documented set-ups (FastAPI under uvicorn)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, one round")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--json-file", default=None, help="also write the JSON to this file")
@@ -390,6 +364,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool, str | None]:
         if not args.no_scaling:
             wanted |= {"ours", "bare_sentry"}
     configs = tuple(c for c in CONFIGS if not wanted or c.name in wanted)
+    frameworks = tuple(f for f in args.frameworks.split(",") if f)
+    if set(frameworks) - set(FRAMEWORKS):
+        parser.error(f"unknown frameworks: {', '.join(sorted(set(frameworks) - set(FRAMEWORKS)))}")
+    if args.no_documented and args.documented_only:
+        parser.error("--no-documented and --documented-only exclude each other")
     if args.quick:
         args.rounds, args.requests, args.calls_requests = 1, 20, 20
         args.scaling_rounds, args.server_rounds, args.server_duration = 1, 1, 1.0
@@ -406,6 +385,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, bool, str | None]:
         server_rounds=args.server_rounds,
         server_duration=args.server_duration,
         connections=args.connections,
+        documented=None
+        if args.no_documented
+        else DocumentedSettings(
+            frameworks=frameworks,
+            rounds=args.rounds,
+            requests=args.requests,
+            calls_requests=args.calls_requests,
+            server=not args.no_server,
+            server_rounds=args.server_rounds,
+            server_duration=args.server_duration,
+            connections=args.documented_connections,
+        ),
+        documented_only=args.documented_only,
     )
     return settings, args.json, args.json_file
 
@@ -418,6 +410,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.time()
     result: dict[str, Any] = {"meta": _meta(settings)}
+    durations: dict[str, float] = {}
+    if settings.documented_only:
+        result.update(in_process={}, scaling=None)
+        result["server"] = {"skipped": "not requested (--documented-only)"}
+    else:
+        mark = time.time()
+        configurations(settings, result, log)
+        durations["configurations"] = round(time.time() - mark, 1)
+        mark = time.time()
+        result["server"] = real_server(settings, log)
+        durations["real_server"] = round(time.time() - mark, 1)
+    result["targets"] = targets(result)
+    if settings.documented is not None:
+        mark = time.time()
+        result["documented"] = documented_section.run(settings.documented, log)
+        durations["documented"] = round(time.time() - mark, 1)
+    result["meta"]["duration_s"] = round(time.time() - started, 1)
+    result["meta"]["section_durations_s"] = durations
+    if json_file:
+        with open(json_file, "w") as out:
+            json.dump(result, out, indent=2)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    return 0
+
+
+def configurations(settings: Settings, result: dict[str, Any], log: Log) -> None:
+    """The configurations' in-process rows and the scaling section, into ``result``."""
     server_core, _ = realserver.cores()
     with ExitStack() as stack:
         ingest = None
@@ -427,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = {worker_key(c.name, kind): c for c in settings.configs for kind in settings.kinds}
         log(f"starting {len(keys)} worker processes")
         workers = {
-            key: WorkerProcess(c, server_core, ingest.dsn if ingest else None)
+            key: WorkerProcess(c.name, server_core, ingest.dsn if ingest else None)
             for key, c in keys.items()
         }
         try:
@@ -440,17 +462,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             for worker in workers.values():
                 worker.close()
-    result["server"] = real_server(settings, log)
-    result["targets"] = targets(result)
-    result["meta"]["duration_s"] = round(time.time() - started, 1)
-    if json_file:
-        with open(json_file, "w") as out:
-            json.dump(result, out, indent=2)
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(render(result))
-    return 0
 
 
 def _meta(settings: Settings) -> dict[str, Any]:
@@ -463,6 +474,9 @@ def _meta(settings: Settings) -> dict[str, Any]:
         "uvicorn",
         "httptools",
         "uvloop",
+        "litestar",
+        "quart",
+        "quart-auth",
         "asgi-correlation-id",
         "starlette-context",
     ):

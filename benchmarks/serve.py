@@ -1,30 +1,38 @@
 """Serve one configuration's app with uvicorn: ``python -m benchmarks.serve CONFIG KIND PORT``.
 
 One worker, the httptools HTTP parser and uvloop, no access log: uvicorn as
-it is deployed for throughput.
+it is deployed for throughput. With ``KIND`` ``documented``, ``CONFIG`` is a
+documented set-up (``fastapi/ours``), served with its lifespan as uvicorn's
+default runs it.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import uvicorn
 
+from benchmarks import documented
 from benchmarks.configs import BY_NAME, init_sentry_for
 
 
 def main() -> None:
-    config = BY_NAME[sys.argv[1]]
-    kind = sys.argv[2]
-    port = int(sys.argv[3])
-    init_sentry_for(config)
+    name, kind, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    lifespan: Literal["auto", "off"]
+    if kind == "documented":
+        app, lifespan = documented.start(name).app, "auto"
+    else:
+        config = BY_NAME[name]
+        init_sentry_for(config)
+        app, lifespan = config.build(kind), "off"
     uvicorn.run(
-        config.build(kind),
+        app,
         host="127.0.0.1",
         port=port,
         http="httptools",
         loop="uvloop",
-        lifespan="off",
+        lifespan=lifespan,
         access_log=False,
         log_level="warning",
     )

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+import sentry_sdk.tracing_utils
 import sentry_sdk.worker
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -241,6 +242,8 @@ SDK_FEATURES: dict[str, Callable[[], bool]] = {
     "data_collection": lambda: "data_collection" in DEFAULT_OPTIONS,
     # Sentry structured logs: ``sentry_sdk.logger``, ``enable_logs``, ``before_send_log``.
     "logs": lambda: {"enable_logs", "before_send_log"} <= DEFAULT_OPTIONS.keys(),
+    # A trace's ``sample_rand`` (2.2x): one sampling decision across services.
+    "sample_rand": lambda: hasattr(sentry_sdk.tracing_utils, "_generate_sample_rand"),
     # Span streaming: ``trace_lifecycle="stream"`` and ``sentry_sdk.traces``.
     "span_streaming": lambda: "trace_lifecycle" in DEFAULT_OPTIONS,
 }

@@ -1,7 +1,8 @@
 """A quick run of ``benchmarks/`` (few requests, no wrk), so that the benchmark never rots.
 
 Only the shape of the output is asserted: every row present, every number
-finite and positive where it must be. Timings are never asserted.
+finite and positive where it must be. Timings are never asserted. The
+configurations and the documented set-ups run as two separate quick runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import pytest
 
 from benchmarks.apps import APP_KINDS
 from benchmarks.configs import CONFIGS
-from benchmarks.realserver import parse_wrk
+from benchmarks.documented import ROWS
+from benchmarks.documented_apps import FRAMEWORKS
+from benchmarks.documented_section import summarise, summarise_server, targets
+from benchmarks.realserver import WrkResult, parse_wrk
 from benchmarks.report import render
 from benchmarks.run import SCALING
 
@@ -27,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--no-server", "--json"],
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-server", "--no-documented", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -144,3 +148,138 @@ def test_wrk_output_is_parsed_into_rate_and_latency_percentiles() -> None:
 def test_wrk_run_with_error_responses_is_refused() -> None:
     with pytest.raises(ValueError, match="errors"):
         parse_wrk(WRK_OUTPUT + "  Non-2xx or 3xx responses: 12\n")
+
+
+@pytest.fixture(scope="module")
+def documented() -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--documented-only",
+            "--quick",
+            "--no-server",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = json.loads(done.stdout)
+    return parsed
+
+
+class TestDocumentedSetUps:
+    """The documented set-ups section: every framework, every row, as the docs set it up."""
+
+    def test_every_framework_has_every_row_in_order(self, documented: dict[str, Any]) -> None:
+        """Each framework's table lists bare, sentry-sdk, ours and asgi-correlation-id rows."""
+        in_process = documented["documented"]["in_process"]
+        assert list(in_process) == list(FRAMEWORKS)
+        for result in in_process.values():
+            assert list(result["rows"]) == [row.name for row in ROWS]
+
+    def test_rows_hold_positive_times_and_calls_and_finite_spreads(
+        self, documented: dict[str, Any]
+    ) -> None:
+        """Times and calls are positive; overheads and their min..max spreads are finite."""
+        for result in documented["documented"]["in_process"].values():
+            for row in result["rows"].values():
+                assert all(positive(row[key]) for key in ("us", "us_min", "us_max", "calls"))
+                assert row["us_min"] <= row["us"] <= row["us_max"]
+                assert all(
+                    finite(row[key])
+                    for key in ("overhead_us", "overhead_min_us", "overhead_max_us", "extra_calls")
+                )
+                assert len(row["samples_us"]) == documented["documented"]["settings"]["rounds"]
+
+    def test_each_row_is_the_set_up_its_label_names(self, documented: dict[str, Any]) -> None:
+        """Authenticated 200s; Sentry off only in bare; the SDK's framework integration in the
+        sentry-sdk rows; a request ID on the responses of ours and asgi-correlation-id."""
+        for framework, result in documented["documented"]["in_process"].items():
+            rows = result["rows"]
+            for row in rows.values():
+                assert row["set_up"]["status"] == 200
+            assert not rows["bare"]["set_up"]["sentry_active"]
+            for name in ("sdk", "sdk_off", "correlation_id"):
+                assert framework in rows[name]["set_up"]["integrations"]
+                assert "logging" in rows[name]["set_up"]["integrations"]
+            assert rows["sdk"]["set_up"]["traces_sample_rate"] == 0.1
+            assert rows["sdk_off"]["set_up"]["traces_sample_rate"] is None
+            for name in ("ours", "ours_off", "correlation_id"):
+                assert "x-request-id" in rows[name]["set_up"]["response_headers"]
+            assert "x-request-id" not in rows["sdk"]["set_up"]["response_headers"]
+
+    def test_ratio_targets_are_checked_for_every_framework(
+        self, documented: dict[str, Any]
+    ) -> None:
+        """Two ratio targets per framework, each with a verdict; no server target without wrk."""
+        checks = documented["documented"]["targets"]
+        assert [c["target"] for c in checks] == [
+            f"{framework}: our overhead / sentry-sdk's, {target}"
+            for framework in FRAMEWORKS
+            for target in ("traces off", "traces 0.1")
+        ]
+        for check in checks:
+            assert check["value"] is None or finite(check["value"])
+            assert check["met"] is False  # one round: no target can hold
+
+    def test_skipped_real_server_says_why(self, documented: dict[str, Any]) -> None:
+        """Without --no-server's wrk run the section says it was not requested."""
+        assert documented["documented"]["server"] == {"skipped": "not requested (--no-server)"}
+        assert documented["server"] == {"skipped": "not requested (--documented-only)"}
+
+    def test_report_shows_every_framework_row_and_verdict(self, documented: dict[str, Any]) -> None:
+        """The text report has the section, each row's label and a PASS or MISS per target."""
+        text = render(documented)
+        assert "DOCUMENTED SET-UPS" in text
+        for row in ROWS:
+            assert row.label in text
+        verdicts = [line for line in text.splitlines() if "[PASS]" in line or "[MISS]" in line]
+        assert len(verdicts) == len(documented["documented"]["targets"])
+        assert "IN-PROCESS" not in text  # --documented-only: no configurations tables
+
+
+def test_documented_overheads_are_paired_per_round() -> None:
+    """Overhead is the median of per-round differences to bare; the spread their min..max."""
+    samples = {row.name: [100.0, 110.0, 120.0] for row in ROWS}
+    samples["sdk"] = [300.0, 290.0, 340.0]  # +200, +180, +220
+    samples["ours"] = [120.0, 150.0, 140.0]  # +20, +40, +20
+    calls = {row.name: 10.0 for row in ROWS}
+    result = summarise(samples, calls)
+    assert result["rows"]["sdk"]["overhead_us"] == 200.0
+    assert result["rows"]["sdk"]["overhead_min_us"] == 180.0
+    assert result["rows"]["sdk"]["overhead_max_us"] == 220.0
+    ratio = result["ratios"]["traces 0.1"]
+    assert ratio["value"] == pytest.approx(20 / 200)
+    assert (ratio["min"], ratio["max"]) == (pytest.approx(20 / 220), pytest.approx(40 / 180))
+    assert result["ratios"]["traces off"]["value"] is None  # sentry-sdk's overhead is 0 here
+
+
+def test_documented_server_targets_compare_drops_and_p99() -> None:
+    """The req/s drop is compared with sentry-sdk's (at most 1/3), the p99 with bare's (1.5x)."""
+    runs = {
+        "bare": [WrkResult(10_000.0, 3.0, 8.0)],
+        "sdk": [WrkResult(4_000.0, 8.0, 50.0)],  # -60 %
+        "ours": [WrkResult(8_500.0, 4.0, 13.0)],  # -15 %: 1/4 of the SDK's drop; p99 1.625x
+    }
+    checks = targets({}, {"skipped": None, "rows": summarise_server(runs)}, 5, 5)
+    assert [(c["value"], c["met"]) for c in checks] == [
+        (pytest.approx(0.25), True),
+        (pytest.approx(13 / 8), False),
+    ]
+
+
+def test_documented_targets_need_five_rounds() -> None:
+    """A target whose value is within its limit is not met from fewer than 5 rounds."""
+    runs = {
+        "bare": [WrkResult(10_000.0, 3.0, 8.0)],
+        "sdk": [WrkResult(4_000.0, 8.0, 50.0)],
+        "ours": [WrkResult(9_000.0, 3.5, 9.0)],
+    }
+    checks = targets({}, {"skipped": None, "rows": summarise_server(runs)}, 5, 4)
+    assert [c["value"] <= c["limit"] for c in checks] == [True, True]
+    assert [c["met"] for c in checks] == [False, False]

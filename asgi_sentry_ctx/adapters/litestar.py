@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sentry_sdk.integrations.logging import ignore_logger
 from sentry_sdk.scope import add_global_event_processor
+from sentry_sdk.utils import transaction_from_function
 
 from asgi_sentry_ctx.adapters.support import (
     ASGIApp,
     RequestIdPolicy,
+    Scope,
+    TransactionNamer,
     UserExtractor,
     check_user_source,
     ignore_exception_types,
@@ -37,6 +40,12 @@ if TYPE_CHECKING:
     from litestar.config.app import AppConfig
 
 __all__ = ["SentryContextPlugin", "UserGetter"]
+
+_TRANSACTION_STYLES = ("endpoint", "url")
+"""How transactions are named: ``"endpoint"``, the route handler's ``name``
+or else its function's dotted path (source ``"component"``), as sentry-sdk's
+``LitestarIntegration`` names them; ``"url"``, the route's path template
+(``/episodes/{episode_id}``, source ``"route"``)."""
 
 UserGetter = Callable[[Any], Any]
 """Given Litestar's user (``request.user``), return an id, a dict or an object with an id."""
@@ -60,8 +69,15 @@ class SentryContextPlugin:
     - adds an ``after_exception`` hook that reports each unhandled exception
       once, with the request's context (Litestar turns them into 500 responses
       before any outer middleware could see them). ``HTTPException`` with a
-      status outside ``failed_request_status_codes`` (default 500-599) and a
-      client leaving a websocket are not errors and are not reported;
+      status outside ``failed_request_status_codes`` (default 500-599, as in
+      sentry-sdk's ``LitestarIntegration``) and a client leaving a websocket
+      are not errors and are not reported;
+    - names events and sampled transactions by the matched route:
+      ``transaction_style="endpoint"`` (the default) as sentry-sdk's
+      ``LitestarIntegration`` does, by the handler's ``name`` or else its
+      function's dotted path (source ``"component"``); ``"url"`` by the
+      route's path template (source ``"route"``); any other style is a
+      ``ValueError``;
     - adds a ``before_send`` hook that puts a request ID header on responses
       Litestar makes before any route middleware runs (unknown paths, CORS
       preflights);
@@ -88,12 +104,16 @@ class SentryContextPlugin:
         user_getter: UserGetter | None = None,
         failed_request_status_codes: Collection[int] = range(500, 600),
         expose_header: bool = True,
+        transaction_style: str = "endpoint",
         **options: Any,
     ) -> None:
         check_user_source(user_getter, options)
         options.setdefault("user_extractor", _scope_user(user_getter))
-        self.options = options
+        options.setdefault("transaction_namer", _transaction_namer(transaction_style))
         self.failed_request_status_codes = frozenset(failed_request_status_codes)
+        # One rule for what is a failure: the hook's below, and the middleware's.
+        options["failed_request_status_codes"] = self.failed_request_status_codes
+        self.options = options
         self.expose_header = expose_header
         # The middleware's request-ID rules, for the responses Litestar makes outside it.
         self._ids = RequestIdPolicy(
@@ -145,10 +165,11 @@ _old_sdk_checked = False
 def _old_sdk_reports_http_exceptions_as_newer_ones_do() -> None:
     """Fallback for older sentry-sdk releases (2.20), whose ``LitestarIntegration``
     takes no ``failed_request_status_codes`` and reports every exception its own
-    ``after_exception`` hook sees, a 409 ``HTTPException`` included. Later
-    releases report only 500-599, as this plugin does by default: on the older
-    ones, a global event processor drops the SDK's report of a lower status.
-    Nothing is registered on later releases; once per process."""
+    ``after_exception`` hook sees, a 409 ``HTTPException`` included. There, a
+    global event processor drops the SDK's report of any ``HTTPException``: the
+    plugin's hook runs first and has reported those its
+    ``failed_request_status_codes`` name (the SDK's copy would be dropped as a
+    duplicate anyway). Nothing is registered on later releases; once per process."""
     global _old_sdk_checked
     if _old_sdk_checked:
         return
@@ -161,16 +182,15 @@ def _old_sdk_reports_http_exceptions_as_newer_ones_do() -> None:
         return
     from litestar.exceptions import HTTPException
 
-    def drop_sdk_reports_below_500(event: Any, hint: dict[str, Any]) -> Any:
+    def drop_sdk_reports_of_http_exceptions(event: Any, hint: dict[str, Any]) -> Any:
         exc_info = hint.get("exc_info")
-        exc = exc_info[1] if exc_info else None
-        if not isinstance(exc, HTTPException) or exc.status_code >= 500:
+        if not exc_info or not isinstance(exc_info[1], HTTPException):
             return event
         values = (event.get("exception") or {}).get("values") or [{}]
         mechanism = values[-1].get("mechanism") or {}
         return None if mechanism.get("type") == LitestarIntegration.identifier else event
 
-    add_global_event_processor(drop_sdk_reports_below_500)
+    add_global_event_processor(drop_sdk_reports_of_http_exceptions)
 
 
 def _place_middleware(app_config: AppConfig, options: dict[str, Any]) -> None:
@@ -205,7 +225,10 @@ def _report_unhandled_exceptions(app_config: AppConfig, failed: frozenset[int]) 
             return
         report_exception(exc)
 
-    app_config.after_exception.append(report_unhandled)
+    # First, before sentry-sdk's own hook (its integration, when kept on, puts
+    # that one first): the exception's one event is ours, with our mechanism,
+    # whatever the SDK's release reports.
+    app_config.after_exception.insert(0, report_unhandled)
 
 
 def _stamp_responses_made_outside(app_config: AppConfig, ids: RequestIdPolicy) -> None:
@@ -232,6 +255,47 @@ def _expose_header_to_browsers(app_config: AppConfig, ids: RequestIdPolicy) -> N
     app_config.cors_config = dataclasses.replace(
         cors, expose_headers=[*cors.expose_headers, ids.header_name]
     )
+
+
+def _transaction_namer(style: str) -> TransactionNamer:
+    """The middleware's ``transaction_namer`` for ``style`` (one of ``_TRANSACTION_STYLES``).
+
+    Litestar routes before any route middleware runs and leaves the matched
+    handler and path template in the scope the middleware holds, so naming
+    costs nothing until an event or a sampled transaction asks.
+
+    Raises:
+        ValueError: ``style`` is not one of ``_TRANSACTION_STYLES``.
+    """
+    if style == "endpoint":
+        return _name_by_endpoint
+    if style == "url":
+        return _name_by_path_template
+    raise ValueError(
+        f"asgi_sentry_ctx: transaction_style must be one of {_TRANSACTION_STYLES}, not {style!r}"
+    )
+
+
+def _name_by_endpoint(scope: Scope) -> tuple[str, str] | None:
+    # As sentry-sdk's LitestarIntegration names a routed request, so that an
+    # issue keeps its transaction whichever of the two reported it.
+    handler = scope.get("route_handler")
+    if handler is None:
+        return None
+    if handler.name is not None:
+        name = handler.name
+    else:
+        fn = handler.fn
+        # Litestar before 2.8 wrapped the function in a ``Ref``.
+        name = transaction_from_function(getattr(fn, "value", fn))
+    if not name:
+        return _GENERIC_NAME, "route"
+    return name, "component"
+
+
+def _name_by_path_template(scope: Scope) -> tuple[str, str] | None:
+    template = scope.get("path_template")
+    return (template, "route") if template else None
 
 
 def _scope_user(user_getter: UserGetter | None) -> UserExtractor:
@@ -273,6 +337,9 @@ def _raised_after_response_started(exc: BaseException) -> BaseException | None:
 
 
 _AFTER_RESPONSE_STARTED = "Exception caught after response started"
+
+# sentry-sdk's name for a handler that has neither a name nor a function name.
+_GENERIC_NAME = "generic Litestar request"
 
 # The middleware options that make its request-ID policy.
 _ID_OPTIONS = ("header_name", "response_header", "trust_incoming", "id_generator", "id_validator")

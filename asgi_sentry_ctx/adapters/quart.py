@@ -8,6 +8,11 @@ so no exception ever reaches the middleware. ``init_app`` listens to Quart's
 ``got_background_exception`` signals instead and reports each exception once
 (not again when sentry-sdk's own ``QuartIntegration`` captured it too).
 
+Events and sampled transactions are named as sentry-sdk's ``QuartIntegration``
+names them: by the matched rule's endpoint (``transaction_style="endpoint"``,
+the default) or its URL template (``"url"``), recorded in the request's ASGI
+scope when Quart signals the request started.
+
 The user comes from quart-auth's ``current_user.auth_id`` when quart-auth is
 installed, or from a ``user_getter`` of yours. A synchronous getter is called
 lazily, only when an event is built (inside the request's Quart context); an
@@ -23,6 +28,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from asgi_sentry_ctx.adapters.support import (
+    Scope,
+    TransactionNamer,
     bind_request_user,
     check_user_source,
     ignore_exception_types,
@@ -46,9 +53,22 @@ request's Quart context, so it may read ``request``, ``g`` or
 
 _EXTENSION = "asgi_sentry_ctx"
 
+# Where the request's matched werkzeug rule is kept, in the ASGI scope dict
+# that the middleware holds and Quart's request shares (``request.scope``).
+_RULE = "asgi_sentry_ctx.url_rule"
+
+# How transactions are named, with sentry-sdk's QuartIntegration's sources:
+# the rule's endpoint (``"upload"``, ``"blueprint.upload"``) or its
+# template (``"/podcasts/<podcast_id>/upload"``).
+_SOURCE_FOR_STYLE = {"endpoint": "component", "url": "route"}
+
 
 def init_app(
-    app: Quart, *, user_getter: UserGetter | None = None, **middleware_options: Any
+    app: Quart,
+    *,
+    user_getter: UserGetter | None = None,
+    transaction_style: str = "endpoint",
+    **middleware_options: Any,
 ) -> SentryContextMiddleware:
     """Give every request and websocket of ``app`` its Sentry context; return the middleware.
 
@@ -61,6 +81,13 @@ def init_app(
     ``user_getter`` or ``user_extractor``, not both. Declares werkzeug's
     ``NotFound``, ``Unauthorized``, ``Forbidden``, ``TooManyRequests``,
     ``BadRequest`` and ``UnprocessableEntity`` as noise. Call it once per app.
+
+    ``transaction_style`` names transactions as sentry-sdk's ``QuartIntegration``
+    does: ``"endpoint"`` (the default) by the view's endpoint (source
+    ``"component"``), ``"url"`` by the URL rule (source ``"route"``).
+
+    Raises:
+        ValueError: ``transaction_style`` is neither ``"endpoint"`` nor ``"url"``.
     """
     from quart.signals import (
         got_background_exception,
@@ -79,6 +106,7 @@ def init_app(
     if _EXTENSION in app.extensions:
         raise RuntimeError("asgi_sentry_ctx: init_app was already called for this app")
     check_user_source(user_getter, middleware_options)
+    middleware_options.setdefault("transaction_namer", _transaction_namer(transaction_style))
     ignore_exception_types(
         BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, UnprocessableEntity
     )
@@ -95,6 +123,7 @@ def init_app(
 
     for signal in (got_request_exception, got_websocket_exception, got_background_exception):
         signal.connect(_report, sender=app)
+    _record_matched_rules(app)
     # Quart types its ASGI callables with hypercorn's TypedDicts, ours with mappings.
     middleware = SentryContextMiddleware(cast("Any", app.asgi_app), **middleware_options)
     app.asgi_app = cast("Any", middleware)  # type: ignore[method-assign]
@@ -105,6 +134,52 @@ def init_app(
 async def _report(sender: Quart, exception: BaseException, **extra: Any) -> None:
     # An async receiver: Quart would run a sync one in a worker thread.
     report_exception(exception, mechanism="quart")
+
+
+def _transaction_namer(style: str) -> TransactionNamer:
+    if style not in _SOURCE_FOR_STYLE:
+        raise ValueError(
+            "asgi_sentry_ctx: transaction_style must be one of "
+            f"{tuple(_SOURCE_FOR_STYLE)}, not {style!r}"
+        )
+    source = _SOURCE_FOR_STYLE[style]
+    by_endpoint = style == "endpoint"
+
+    def name_from_rule(scope: Scope) -> tuple[str, str] | None:
+        rule = scope.get(_RULE)
+        if rule is None:  # routing found nothing (a 404, a 405)
+            return None
+        return (rule.endpoint if by_endpoint else rule.rule), source
+
+    return name_from_rule
+
+
+def _record_matched_rules(app: Quart) -> None:
+    """Keep each request's matched rule in its ASGI scope, for the namer.
+
+    The middleware names a sampled transaction when the request ends, after
+    Quart dropped the request context; the scope dict outlives it. Recorded
+    on the ``request_started`` and ``websocket_started`` signals, where
+    sentry-sdk's ``QuartIntegration`` names the transaction too, so that a
+    ``before_request`` hook that answers by itself cannot skip it.
+    """
+    from quart import request, websocket
+    from quart.signals import request_started, websocket_started
+
+    # Each attribute read through Quart's ``request`` proxy costs a context
+    # lookup (about 1 µs here): resolve the proxy once per request.
+    async def record_request_rule(sender: Quart, **extra: Any) -> None:
+        current = cast("Any", request)._get_current_object()
+        current.scope[_RULE] = current.url_rule
+
+    async def record_websocket_rule(sender: Quart, **extra: Any) -> None:
+        current = cast("Any", websocket)._get_current_object()
+        current.scope[_RULE] = current.url_rule
+
+    # Held by the app: blinker keeps only weak references to receivers.
+    app.extensions[f"{_EXTENSION}.receivers"] = (record_request_rule, record_websocket_rule)
+    request_started.connect(record_request_rule, sender=app)
+    websocket_started.connect(record_websocket_rule, sender=app)
 
 
 def _lazy_extractor(getter: Callable[[], Any]) -> Callable[[MutableMapping[str, Any]], Any]:

@@ -54,6 +54,20 @@ integrations).
   (Litestar's routing 404s and CORS preflights). A middleware's own is its
   ``ids`` attribute.
 
+**Outgoing HTTP calls.** The HTTP clients' adapters (httpx, aiohttp) add
+what an [`OutboundPropagation`][asgi_sentry_ctx.OutboundPropagation] says an
+outgoing request gets (the request ID, named business fields) to allowed
+hosts; ``DEFAULT_PORTS`` gives the port a URL without one means.
+
+**Task queues.** A queue's adapter (Celery) calls
+[`carry_task_context`][asgi_sentry_ctx.adapters.support.carry_task_context]
+on each message it publishes (the context travels in the ``TASK_HEADER``
+header; sentry-sdk's trace headers are ``TRACE_HEADERS``), and
+[`enter_task`][asgi_sentry_ctx.adapters.support.enter_task] /
+[`exit_task`][asgi_sentry_ctx.adapters.support.exit_task] around each task
+run; ``note_middleware`` tells the set-up that this process's errors have
+an owner even without a middleware.
+
 **And** ``logger``, the library's own logger (kept out of Sentry), for an
 adapter's own failures; the ASGI types ``ASGIApp``, ``Scope``, ``Receive``,
 ``Send`` and ``Message``; ``UserExtractor``, the type of the middleware's
@@ -80,13 +94,26 @@ from asgi_sentry_ctx.context.capture import (
     report_exception,
     unwrap_exceptions,
 )
+from asgi_sentry_ctx.context.propagation import DEFAULT_PORTS, OutboundPropagation
 from asgi_sentry_ctx.context.request_ids import RequestIdPolicy
+from asgi_sentry_ctx.context.tasks import (
+    TASK_HEADER,
+    TRACE_HEADERS,
+    carry_task_context,
+    enter_task,
+    exit_task,
+)
 from asgi_sentry_ctx.context.users import bind_request_user, set_user, user_from
+from asgi_sentry_ctx.sentry.framework_integrations import note_middleware
 from asgi_sentry_ctx.sentry.noise import ignore_exception_types
 
 __all__ = [
+    "DEFAULT_PORTS",
+    "TASK_HEADER",
+    "TRACE_HEADERS",
     "ASGIApp",
     "Message",
+    "OutboundPropagation",
     "Receive",
     "RequestIdPolicy",
     "Scope",
@@ -94,10 +121,14 @@ __all__ = [
     "TransactionNamer",
     "UserExtractor",
     "bind_request_user",
+    "carry_task_context",
     "check_user_source",
     "declare_http_exceptions",
+    "enter_task",
+    "exit_task",
     "ignore_exception_types",
     "logger",
+    "note_middleware",
     "report_exception",
     "set_user",
     "unwrap_exceptions",

@@ -18,6 +18,9 @@ from asgi_sentry_ctx.context.users import request_user
 
 __all__ = ["enrich_event"]
 
+# The ASGI scope types that are requests (a task's state has none of these).
+_REQUESTS = frozenset({"http", "websocket"})
+
 
 def enrich_event(
     state: RequestState, event: dict[str, Any], hint: dict[str, Any]
@@ -46,7 +49,7 @@ def enrich_event(
     if state.id_source is not None:
         tags["request_id.source"] = state.id_source
     _apply_user(event, state)
-    if "request" not in event or not event["request"]:
+    if not event.get("request") and state.asgi_scope["type"] in _REQUESTS:
         try:
             event["request"] = request_data(state.asgi_scope)
         except Exception:

@@ -3,9 +3,10 @@
 A task published during a request (or during a task that carries one's
 context) carries, in one message header (``TASK_HEADER``), the request ID,
 the user id and the business fields in force, and the Sentry trace in
-sentry-sdk's own headers when nothing else put it there. A task published outside any request gets a
-request ID of its own, so that everything it leads to (its retries, the next
-links of a chain, the tasks it publishes) is found by one ID.
+sentry-sdk's own headers when nothing else put it there. A task published
+outside any request gets a request ID of its own, so that everything it
+leads to (its retries, the next links of a chain, the tasks it publishes) is
+found by one ID.
 
 The worker runs each task in a Sentry isolation scope of its own, forked
 from the one in force outside any task, with no user and no breadcrumbs of
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar, Token
+from functools import partial
 from time import time
 from typing import Any
 
@@ -34,9 +36,10 @@ from sentry_sdk.tracing_utils import PropagationContext
 from asgi_sentry_ctx._log import logger
 from asgi_sentry_ctx.context.business import _fields as _business_fields
 from asgi_sentry_ctx.context.business import current_business_context
+from asgi_sentry_ctx.context.enrich import enrich_event
 from asgi_sentry_ctx.context.request_ids import generate_request_id, is_valid_request_id
 from asgi_sentry_ctx.context.state import RequestState, _current, current_request
-from asgi_sentry_ctx.context.users import current_user, request_user
+from asgi_sentry_ctx.context.users import current_user
 
 __all__ = [
     "TASK_HEADER",
@@ -55,7 +58,7 @@ TRACE_HEADERS = ("sentry-trace", "baggage")
 
 _MAX_USER_ID = 200  # a Sentry tag value's limit: longer is no id
 _SCALARS = (str, int, float, bool)
-# The state of the task this context runs, if any (several when run eagerly inside another).
+# The run this context is in, if any: what ``exit_task`` undoes.
 _running: ContextVar[_TaskRun | None] = ContextVar("asgi_sentry_ctx.task", default=None)
 
 
@@ -63,8 +66,9 @@ class TaskState(RequestState):
     """What one task run contributes to its events; ``current_request()`` while it runs.
 
     A request's state without the request: no ASGI scope, no request data, no
-    entry and exit crumbs. Its event processor adds the originating request
-    ID, the carried user, and the task's name as the event's transaction.
+    entry and exit crumbs. Its event processor is a request's: the
+    originating request ID, the carried user, and the task's name as the
+    event's transaction (source ``task``).
     """
 
     __slots__ = ("name",)
@@ -74,38 +78,24 @@ class TaskState(RequestState):
         # request) never runs for a task's state.
         super().__init__(request_id, {"type": "task", "headers": []}, None, False, time())
         self.name = name
+        self.transaction_namer = partial(_named_as_task, name)
 
     def __call__(self, event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-        """The task's event processor: its request ID, user and name on ``event``.
+        """The task's event processor: a request's (its request ID, user,
+        business fields, one event per exception), named by the task."""
+        return enrich_event(self, event, hint)
 
-        Drops a second event for an exception the task reported already (the
-        queue's failure signal, then its error log), as a request's does.
-        """
-        exc_info = hint.get("exc_info") if hint else None
-        if exc_info and exc_info[1] is not None:
-            if self.reported is exc_info[1]:
-                return None
-            self.reported = exc_info[1]
-        event.setdefault("tags", {})["request_id"] = self.request_id
-        if self.user_cleared:
-            event.pop("user", None)
-        else:
-            user = request_user(self)
-            if user is not None:
-                event["user"] = user  # the carried user wins, as a request's does
-        if event.get("type") != "transaction" and not event.get("transaction") and self.name:
-            event["transaction"] = self.name
-            event["transaction_info"] = {"source": "task"}
-        return event
+
+def _named_as_task(name: str, scope: Any) -> tuple[str, str]:
+    return name, "task"
 
 
 class _TaskRun:
     """The tokens that undo one ``enter_task``."""
 
-    __slots__ = ("isolation", "own", "request", "state")
+    __slots__ = ("isolation", "own", "request")
 
-    def __init__(self, state: TaskState) -> None:
-        self.state = state
+    def __init__(self) -> None:
         self.isolation: Token[Scope | None] | None = None
         self.request: Token[RequestState | None] | None = None
         self.own: Token[_TaskRun | None] | None = None
@@ -201,7 +191,7 @@ def enter_task(carried: object, *, name: str, trace: Mapping[str, Any] | None = 
     if trace is not None:
         isolation._propagation_context = PropagationContext.from_incoming_data(dict(trace))
     isolation.add_event_processor(state)  # type: ignore[arg-type]
-    run = _TaskRun(state)
+    run = _TaskRun()
     run.isolation = _isolation_scope.set(isolation)
     run.request = _current.set(state)
     run.own = _running.set(run)

@@ -121,11 +121,11 @@ def _untrusted(trace: PropagationContext) -> PropagationContext:
     a request into tracing (``-1``, a tiny ``sample_rand``, a chosen trace id).
     """
     trace.parent_sampled = None
-    if trace.baggage is None and trace.parent_span_id is None:
-        return trace  # nothing came: a new trace, decided as usual
+    if trace.parent_span_id is None:
+        return trace  # nothing was continued: a new trace, decided as usual
     populate = getattr(Baggage, "populate_from_propagation_context", None)
     if populate is None:  # sentry-sdk before sample_rand: its own draw decides
-        trace.baggage = None
+        trace.dynamic_sampling_context = None  # type: ignore[misc]  # its baggage, a slot there
         return trace
     baggage = populate(trace)
     baggage.sentry_items["sample_rand"] = f"{random.randrange(1_000_000) / 1_000_000:.6f}"
@@ -233,7 +233,7 @@ def _start_transaction(state: RequestState, trace: PropagationContext) -> Transa
         trace_id=trace.trace_id,
         parent_span_id=trace.parent_span_id,
         parent_sampled=trace.parent_sampled,
-        baggage=trace.baggage,
+        baggage=_baggage_of(trace),
     )
     transaction.set_tag("asgi.type", kind)
     started = sentry_sdk.start_transaction(
@@ -241,6 +241,15 @@ def _start_transaction(state: RequestState, trace: PropagationContext) -> Transa
     )
     started.__enter__()
     return started  # type: ignore[return-value]
+
+
+def _baggage_of(trace: PropagationContext) -> Baggage | None:
+    """The incoming baggage ``trace`` continues, if any."""
+    try:
+        return trace.baggage
+    except AttributeError:  # sentry-sdk 2.20: the items alone, in a slot
+        items = trace.dynamic_sampling_context
+        return Baggage(dict(items), mutable=False) if items else None
 
 
 def _start_segment(state: RequestState) -> Any:

@@ -57,7 +57,8 @@ def init_sentry(
 
     - ``dsn`` from ``SENTRY_DSN``; ``environment`` from ``SENTRY_ENVIRONMENT``
       (default ``"production"``); ``traces_sample_rate`` from
-      ``SENTRY_TRACES_SAMPLE_RATE`` (default 0.1); ``profiles_sample_rate``
+      ``SENTRY_TRACES_SAMPLE_RATE`` (default 0.1; ``None`` given turns tracing
+      off, as in ``sentry_sdk.init``); ``profiles_sample_rate``
       from ``SENTRY_PROFILES_SAMPLE_RATE`` (default 0.0);
     - ``max_breadcrumbs=100``, ``include_local_variables=True``;
     - logging: breadcrumbs from INFO, events from WARNING; SQLAlchemy and HTTPX
@@ -113,7 +114,7 @@ class _Settings:
 
     dsn: str | None
     environment: str
-    traces: float
+    traces: float | None  # None: tracing off
     profiles: float
     store: str | os.PathLike[str] | EventStore | None
 
@@ -137,7 +138,10 @@ def _read_settings(
     ).strip()
     if not _is_valid_environment(environment):
         raise _ConfigError(f"environment {environment!r} is not a valid Sentry environment")
-    traces = _rate(options.get("traces_sample_rate"), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
+    traces: float | None = None
+    # ``traces_sample_rate=None``, given: tracing off, as in ``sentry_sdk.init``.
+    if options.get("traces_sample_rate", 0.0) is not None:
+        traces = _rate(options.get("traces_sample_rate"), "SENTRY_TRACES_SAMPLE_RATE", 0.1)
     profiles = _rate(options.get("profiles_sample_rate"), "SENTRY_PROFILES_SAMPLE_RATE", 0.0)
     if store is None:
         store = os.environ.get("ASGI_SENTRY_CTX_STORE", "").strip() or None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -78,6 +79,10 @@ _SDK_DENYLIST = (
 PII_USER_FIELDS = ("email", "username", "ip_address")
 
 
+# Remembered: the same keys (``trace_id``, ``host``, a frame's local names)
+# come back in every event, transactions included, and the scan is most of
+# scrubbing's cost per event.
+@lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     """Whether a field called ``key`` holds a credential."""
     normal = key.lower().replace("-", "_")

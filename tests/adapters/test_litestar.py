@@ -43,6 +43,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from litestar.security.jwt import JWTAuth, Token
 from litestar.security.session_auth import SessionAuth
+from litestar.testing import TestClient
 from pydantic import BaseModel
 from sentry_sdk.consts import DEFAULT_OPTIONS
 from sentry_sdk.integrations.litestar import LitestarIntegration
@@ -59,6 +60,7 @@ from asgi_sentry_ctx import (
 from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.conftest import SentryInit
+from tests.parity import sdk_integrations
 from tests.servers import serve
 
 app_logger = logging.getLogger("podcast.upload")
@@ -211,6 +213,16 @@ async def find_episode(number: FromQuery[int]) -> int:
     return number
 
 
+@get("/podcasts/{podcast_id:str}/fail")
+async def podcast_failed(podcast_id: FromPath[str]) -> None:
+    raise RuntimeError(f"podcast {podcast_id} failed")
+
+
+@get("/named", name="named-route")
+async def named() -> None:
+    raise RuntimeError("named route failed")
+
+
 @websocket("/ws")
 async def live(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
@@ -238,6 +250,8 @@ HANDLERS = [
     unavailable,
     rejected_and_logged,
     find_episode,
+    podcast_failed,
+    named,
     live,
 ]
 
@@ -261,15 +275,20 @@ def sentry(request: pytest.FixtureRequest, sentry_init: SentryInit, ingest: Sent
 
     def init(**options: Any) -> None:
         integrations = [LitestarIntegration()] if request.param == "with-sdk-integration" else []
-        assert init_sentry(
-            ingest.dsn,
-            environment="production",
-            traces_sample_rate=0.0,
-            auto_enabling_integrations=False,
-            transport_queue_size=10_000,
-            integrations=integrations,
-            **options,
-        )
+        options.setdefault("traces_sample_rate", 0.0)
+        # sentry-sdk decides once per process whether an integration is set up:
+        # put its registry as a fresh process has it, whatever earlier tests did.
+        with sdk_integrations([LitestarIntegration], enabled=bool(integrations)):
+            assert init_sentry(
+                ingest.dsn,
+                environment="production",
+                auto_enabling_integrations=False,
+                transport_queue_size=10_000,
+                integrations=integrations,
+                **options,
+            )
+        has_sdk_integration = sentry_sdk.get_client().get_integration(LitestarIntegration)
+        assert (has_sdk_integration is not None) is bool(integrations)
 
     return init
 
@@ -520,6 +539,76 @@ class TestUsers:
         assert {e["tags"]["request_id"]: e["user"]["id"] for e in events} == by_request_id
 
 
+class TestTransactionNames:
+    def test_error_is_named_by_its_handlers_function_as_sentry_sdk_names_it(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        assert client.get("/podcasts/p-1/fail").status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        assert event["transaction"] == f"{__name__}.podcast_failed"
+        assert event["transaction_info"] == {"source": "component"}
+
+    def test_error_in_a_named_route_is_named_by_the_route_name(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served()
+        assert client.get("/named").status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        assert (event["transaction"], event["transaction_info"]) == (
+            "named-route",
+            {"source": "component"},
+        )
+
+    def test_websocket_error_is_named_by_its_handler(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        base = str(served().base_url).replace("http://", "ws://")
+        with connect(f"{base}/ws") as ws:
+            ws.send("boom")
+            with pytest.raises(Exception, match="4500"):
+                ws.recv()
+        [event] = only_events_before_marker(ingest, 1)
+        assert (event["transaction"], event["transaction_info"]) == (
+            f"{__name__}.live",
+            {"source": "component"},
+        )
+
+    def test_url_style_names_errors_and_transactions_by_the_path_template(
+        self, sentry_init: SentryInit, ingest: SentryIngest
+    ) -> None:
+        assert init_sentry(
+            ingest.dsn,
+            environment="production",
+            traces_sample_rate=1.0,
+            auto_enabling_integrations=False,
+            transport_queue_size=10_000,
+        )
+        app = make_app(SentryContextPlugin(transaction_style="url"))
+        with TestClient(app) as client:
+            assert client.get("/podcasts/p-1/fail").status_code == 500
+        [event] = only_events_before_marker(ingest, 1)
+        [transaction] = ingest.wait_for_items("transaction", 1)
+        for item in (event, transaction):
+            assert item["transaction"] == "/podcasts/{podcast_id}/fail"
+            assert item["transaction_info"] == {"source": "route"}
+
+    def test_unknown_transaction_style_is_refused(self) -> None:
+        with pytest.raises(ValueError, match=r"must be one of \('endpoint', 'url'\), not 'path'"):
+            SentryContextPlugin(transaction_style="path")
+
+
+class TestFailedRequestStatusCodes:
+    def test_http_exception_with_a_listed_status_is_reported_once(
+        self, served: Any, ingest: SentryIngest
+    ) -> None:
+        client = served(plugin=SentryContextPlugin(failed_request_status_codes={409}))
+        assert client.get("/conflict").status_code == 409
+        [event] = only_events_before_marker(ingest, 1)
+        [exc] = event["exception"]["values"]
+        assert (exc["type"], exc["value"]) == ("HTTPException", "episode already published")
+
+
 class TestRequestIdHeader:
     def test_every_response_carries_a_request_id(self, served: Any) -> None:
         client = served()
@@ -640,11 +729,10 @@ async def whoami() -> str:
 
 
 SDK_SETUPS: dict[str, dict[str, Any]] = {
-    # sentry-sdk's default: its LitestarIntegration enables itself.
-    "sdk-litestar-on": {},
-    # Not ``disabled_integrations``: in sentry-sdk 2.75 it only stops an
-    # integration's first set-up, and an earlier test has set this one up.
-    "sdk-litestar-off": {"auto_enabling_integrations": False},
+    # sentry-sdk's LitestarIntegration kept on, next to the plugin.
+    "sdk-litestar-on": {"framework_integrations": True},
+    # init_sentry's default: the plugin alone owns the request.
+    "sdk-litestar-off": {},
     # No SDK integration but the logging one init_sentry adds; no Dedupe either.
     "no-default-integrations": {"default_integrations": False},
 }
@@ -658,13 +746,18 @@ def sdk_setup(
 
     ``sentry_init`` is requested for its clean-up: it flushes and resets the SDK.
     """
-    assert init_sentry(
-        ingest.dsn,
-        environment="production",
-        traces_sample_rate=0.0,
-        transport_queue_size=10_000,
-        **SDK_SETUPS[request.param],
-    )
+    sdk_on = request.param == "sdk-litestar-on"
+    # sentry-sdk decides once per process whether an integration is set up:
+    # put its registry as a fresh process has it, whatever earlier tests did.
+    with sdk_integrations([LitestarIntegration], enabled=sdk_on):
+        assert init_sentry(
+            ingest.dsn,
+            environment="production",
+            traces_sample_rate=0.0,
+            transport_queue_size=10_000,
+            **SDK_SETUPS[request.param],
+        )
+    assert (sentry_sdk.get_client().get_integration(LitestarIntegration) is not None) is sdk_on
 
 
 @pytest.fixture(params=["jwt", "session"])

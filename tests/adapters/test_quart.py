@@ -17,6 +17,7 @@ import sentry_sdk
 from quart import Quart, abort, request, websocket
 from quart_auth import AuthUser, QuartAuth, current_user, login_required, login_user
 from sentry_sdk.consts import DEFAULT_OPTIONS
+from sentry_sdk.integrations.quart import QuartIntegration
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -28,6 +29,8 @@ from asgi_sentry_ctx import (
 )
 from asgi_sentry_ctx.adapters.quart import init_app
 from asgi_sentry_ctx.testing import SentryIngest
+from tests.conftest import reset_sdk
+from tests.parity import sdk_integrations
 from tests.servers import serve
 
 SERVERS = ["uvicorn", "hypercorn"]
@@ -48,25 +51,29 @@ sdk_param = pytest.mark.parametrize("sdk", [False, True], ids=["own-only", "with
 def sentry(ingest: SentryIngest) -> Iterator[Init]:
     """``init_sentry`` (noise filter, logging integration, scrubbing) sending to ``ingest``.
 
-    ``sdk=True`` lets sentry-sdk auto-enable its QuartIntegration, as it does
-    in an app that does not opt out.
+    ``sdk=True`` keeps sentry-sdk's auto-enabled QuartIntegration on
+    (``framework_integrations=True``); ``init_sentry`` turns it off otherwise.
     """
 
     def init(*, sdk: bool = False, **options: Any) -> None:
-        assert init_sentry(
-            ingest.dsn,
-            environment="test",
-            enable_in_dev=True,
-            traces_sample_rate=0.0,
-            auto_enabling_integrations=sdk,
-            transport_queue_size=10_000,
-            **options,
-        )
+        options.setdefault("traces_sample_rate", 0.0)
+        # sentry-sdk decides once per process whether an integration is set up:
+        # put its registry as a fresh process has it, whatever earlier tests did.
+        with sdk_integrations([QuartIntegration], enabled=sdk):
+            assert init_sentry(
+                ingest.dsn,
+                environment="test",
+                enable_in_dev=True,
+                auto_enabling_integrations=sdk,
+                framework_integrations=sdk,
+                transport_queue_size=10_000,
+                **options,
+            )
+        has_sdk_integration = sentry_sdk.get_client().get_integration(QuartIntegration) is not None
+        assert has_sdk_integration is sdk
 
     yield init
-    sentry_sdk.flush(5)
-    sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    reset_sdk()
 
 
 def make_app(**adapter_options: Any) -> Quart:
@@ -476,7 +483,8 @@ def test_exception_is_one_event_even_without_the_sdk_dedupe_integration(
     # Quart also logs every exception it handles, and init_sentry's logging
     # integration turns that log into an event: the SDK's DedupeIntegration
     # usually drops it, but it is a default integration an app can turn off.
-    sentry(sdk=sdk, default_integrations=False)
+    # Without default integrations the SDK's QuartIntegration is on only when named.
+    sentry(sdk=sdk, default_integrations=False, integrations=[QuartIntegration()] if sdk else [])
     with serve(make_app()) as url, httpx.Client(base_url=url) as client:
         assert client.post("/podcasts/p-1/upload").status_code == 500
     event = only_event_then_marker(ingest)
@@ -520,3 +528,46 @@ def test_raising_async_user_getter_is_logged_and_the_request_goes_on(
     assert event["message"] == "quota almost used"
     assert "user" not in event
     assert any("user_getter raised" in r.getMessage() for r in caplog.records)
+
+
+@sdk_param
+def test_error_is_named_by_its_endpoint_as_sentry_sdk_names_it(
+    sdk: bool, sentry: Init, ingest: SentryIngest
+) -> None:
+    """The default ``transaction_style="endpoint"``: the view's endpoint, source component."""
+    sentry(sdk=sdk)
+    app = make_app()
+    asyncio.run(app.test_client().post("/podcasts/p-7/upload"))
+    event = only_event_then_marker(ingest)
+    assert (event["transaction"], event["transaction_info"]) == ("upload", {"source": "component"})
+
+
+def test_url_style_names_errors_and_transactions_by_the_url_rule(
+    sentry: Init, ingest: SentryIngest
+) -> None:
+    """``transaction_style="url"``: the rule's template, source route, on both."""
+    sentry(traces_sample_rate=1.0)
+    app = make_app(transaction_style="url")
+    asyncio.run(app.test_client().post("/podcasts/p-7/upload"))
+    event = only_event_then_marker(ingest)
+    [transaction] = ingest.wait_for_items("transaction", 1)
+    for item in (event, transaction):
+        assert item["transaction"] == "/podcasts/<podcast_id>/upload"
+        assert item["transaction_info"] == {"source": "route"}
+
+
+def test_websocket_error_is_named_by_its_endpoint(sentry: Init, ingest: SentryIngest) -> None:
+    """A websocket's events are named by its view as a request's are."""
+    sentry()
+    with serve(make_app()) as url, connect(ws_url(url, "/podcasts/p-3/live")) as ws:
+        ws.send("fail")
+        with pytest.raises(ConnectionClosed):
+            ws.recv()
+    [event] = ingest.wait_for_events(1)
+    assert (event["transaction"], event["transaction_info"]) == ("live", {"source": "component"})
+
+
+def test_unknown_transaction_style_is_refused() -> None:
+    """A typo fails at set-up, naming the styles there are."""
+    with pytest.raises(ValueError, match=r"transaction_style must be one of \('endpoint', 'url'\)"):
+        init_app(Quart(__name__), transaction_style="route")

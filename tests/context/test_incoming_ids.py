@@ -244,6 +244,7 @@ class TestSamplingTrust:
         [transaction] = ingest.wait_for_items("transaction", 1)
         assert transaction["contexts"]["trace"]["trace_id"] == TRACE_ID
 
+    @pytest.mark.sdk_feature("sample_rand")
     async def test_an_untrusted_callers_sample_rand_is_replaced(
         self, production: ProductionInit
     ) -> None:

@@ -88,6 +88,14 @@ class TestDefaults:
         assert options()["max_breadcrumbs"] == 7
         assert options()["include_local_variables"] is False
 
+    def test_traces_sample_rate_none_turns_tracing_off(
+        self, ingest: SentryIngest, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``None``, given, is tracing off (as in ``sentry_sdk.init``), whatever the environment."""
+        monkeypatch.setenv("SENTRY_TRACES_SAMPLE_RATE", "0.25")
+        assert init_sentry(ingest.dsn, traces_sample_rate=None)
+        assert options()["traces_sample_rate"] is None
+
     @pytest.mark.parametrize("environment", ["staging", "prod.eu-1", "Prod_2:blue", "e" * 64])
     def test_valid_environments_are_accepted(self, environment: str, ingest: SentryIngest) -> None:
         assert init_sentry(ingest.dsn, environment=environment) is True
