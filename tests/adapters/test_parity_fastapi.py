@@ -14,6 +14,7 @@ annotations of the endpoints declared in ``app``.)
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sentry_sdk.integrations.fastapi import FastApiIntegration
@@ -24,6 +25,9 @@ from asgi_sentry_ctx.testing import SentryIngest
 from tests.conftest import ProductionInit, SentryInit
 from tests.parity import Difference, Probe, run_parity
 from tests.starlette_apps import USERS, User
+
+# Compared with sentry-sdk's integrations as they are after 2.20 (the marker, in conftest).
+pytestmark = pytest.mark.sdk_feature("reference_integrations")
 
 ALICE = {"authorization": "Bearer alice-token"}
 FORGED = {"authorization": "Bearer forged"}

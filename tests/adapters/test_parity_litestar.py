@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar import Litestar, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import (
@@ -29,6 +30,9 @@ from asgi_sentry_ctx.adapters.litestar import SentryContextPlugin
 from asgi_sentry_ctx.testing import SentryIngest
 from tests.conftest import ProductionInit, SentryInit
 from tests.parity import Difference, Probe, run_parity
+
+# Compared with sentry-sdk's integrations as they are after 2.20 (the marker, in conftest).
+pytestmark = pytest.mark.sdk_feature("reference_integrations")
 
 ANN = {"authorization": "Bearer ann-token"}
 # What Litestar's authentication puts in scope["user"]; without PII allowed

@@ -101,8 +101,11 @@ def differences_of(probe: str, query: str, sdk_headers: dict[str, Any]) -> list[
     path = {"unhandled error": "/episodes/3/publish", "continued trace": "/episodes/4/publish"}
     ours_headers = {k: v for k, v in sdk_headers.items() if k != "remote-addr"}
     url = f"http://server{path[probe]}"
+    # Quart's pseudo-header with the client's address, where the SDK sends it
+    # (sentry-sdk 2.75 does, 2.76 does not); ours never does.
+    headers = [Difference(probe, "event[0].request.headers", sdk_headers, ours_headers)]
     return [
-        Difference(probe, "event[0].request.headers", sdk_headers, ours_headers),
+        *(headers if "remote-addr" in sdk_headers else []),
         # Without a query, the SDK sends an empty query string; ours leaves it out.
         *([] if query else [Difference(probe, "event[0].request.query_string", "", None)]),
         *([Difference(probe, "event[0].request.url", f"{url}?{query}", url)] if query else []),
@@ -129,8 +132,6 @@ def test_events_and_transactions_are_sentry_sdk_ones_plus_the_documented_improve
         probe: parity.sdk[probe]["event[0].request.headers"]
         for probe in ("unhandled error", "continued trace")
     }
-    # Quart's pseudo-header with the client's address, which the SDK sends.
-    assert all(headers["remote-addr"] == "127.0.0.1" for headers in sdk_headers.values())
     assert parity.differences == [
         *differences_of("continued trace", "", sdk_headers["continued trace"]),
         *differences_of("unhandled error", "draft=1", sdk_headers["unhandled error"]),
