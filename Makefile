@@ -43,7 +43,7 @@ release: $(STAMP)
 sdk-range: $(STAMP)
 	.ci/sdk_range
 
-# Overhead per request side by side with sentry-sdk and peers (about 15 minutes);
+# Overhead per request side by side with sentry-sdk and peers (about 20 minutes);
 # installs wrk with apt-get when missing. BENCH_ARGS="--json" etc.: see --help.
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
