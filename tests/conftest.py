@@ -195,11 +195,14 @@ def sentry_init(ingest: SentryIngest) -> Iterator[SentryInit]:
 @pytest.fixture
 def production(ingest: SentryIngest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProductionInit]:
     """``init_sentry(**options)`` (our production set-up: noise filter, scrubbing,
-    logging) sending to ``ingest``; fails the test if Sentry stays off."""
+    logging) sending to ``ingest``, traces at rate 0 unless given; fails the
+    test if Sentry stays off."""
     for name in ("SENTRY_ENVIRONMENT", "SENTRY_TRACES_SAMPLE_RATE", "SENTRY_PROFILES_SAMPLE_RATE"):
         monkeypatch.delenv(name, raising=False)
 
     def init(**options: Any) -> None:
+        # No sampling by chance: a test that wants transactions asks for a rate.
+        options.setdefault("traces_sample_rate", 0.0)
         assert init_sentry(ingest.dsn, **options), "init_sentry left Sentry off"
 
     yield init

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sentry_sdk
@@ -52,14 +53,33 @@ def crumb_messages(event: dict[str, Any]) -> list[str]:
     return [crumb.get("message") for crumb in event.get("breadcrumbs", {}).get("values", [])]
 
 
-def telemetry_items(ingest: SentryIngest, kind: str) -> list[dict[str, Any]]:
+def telemetry_items(
+    ingest: SentryIngest,
+    kind: str,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> list[dict[str, Any]]:
     """The ``kind`` items (``"log"``, ``"span"``) Sentry received, flushed first,
-    each with its attributes' values."""
+    each with its attributes' values; with ``until``, once they satisfy it.
+
+    ``until`` is for items that may arrive after the flush returns: the SDK's
+    span batcher sends from its own thread too, and a batch it took just
+    before the flush is queued after the flush waited.
+    """
     sentry_sdk.flush()
-    items = []
-    for envelope in ingest.envelopes:
-        for container in envelope.payloads(kind):
-            for item in container["items"]:
-                item["attributes"] = {k: v["value"] for k, v in item["attributes"].items()}
-                items.append(item)
-    return items
+    if until is not None:
+        ingest.wait_for(lambda received: until(_telemetry(received, kind)))
+    return _telemetry(ingest, kind)
+
+
+def _telemetry(ingest: SentryIngest, kind: str) -> list[dict[str, Any]]:
+    return [
+        {**item, "attributes": {k: v["value"] for k, v in item["attributes"].items()}}
+        for envelope in list(ingest.envelopes)
+        for container in envelope.payloads(kind)
+        for item in container["items"]
+    ]
+
+
+def named(*names: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """An ``until`` for ``telemetry_items``: items of each of ``names`` arrived."""
+    return lambda items: set(names) <= {item.get("name") for item in items}
