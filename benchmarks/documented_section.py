@@ -30,6 +30,7 @@ OVERHEAD_TARGETS = (
     ("traces off", "ours_off", "sdk_off", 1 / 10),
     ("traces 0.1", "ours", "sdk", 1 / 5),
 )
+OVERHEAD_LIMITS = {target: limit for target, _, _, limit in OVERHEAD_TARGETS}
 SERVER_FRAMEWORK = "fastapi"
 SERVER_ROWS = ("bare", "sdk", "ours")
 DROP_LIMIT = 1 / 3  # our req/s drop over sentry-sdk's
@@ -73,6 +74,7 @@ def run(settings: DocumentedSettings, log: Log) -> dict[str, Any]:
         "in_process": in_process,
         "server": server,
         "targets": targets(in_process, server, settings.rounds, settings.server_rounds),
+        "server_floor": server_floor(in_process, server),
     }
 
 
@@ -135,7 +137,16 @@ def summarise(samples: dict[str, list[float]], calls: dict[str, float]) -> dict[
             "extra_calls": calls[name] - calls["bare"],
         }
     ratios = {target: _ratio(rows, samples, ours, sdk) for target, ours, sdk, _ in OVERHEAD_TARGETS}
-    return {"rows": rows, "ratios": ratios}
+    return {"rows": rows, "ratios": ratios, "transactions_floor": _transactions_floor(rows)}
+
+
+def _transactions_floor(rows: dict[str, Any]) -> dict[str, Any]:
+    """What sentry-sdk's sampled transactions alone cost per request, and their share of
+    its traces-0.1 overhead: the lowest traces-0.1 ratio any layer that sends the SDK's
+    transactions through its client can reach (its own work counted as nothing)."""
+    sdk_over = rows["sdk"]["overhead_us"]
+    cost = sdk_over - rows["sdk_off"]["overhead_us"]
+    return {"us": cost, "ratio": cost / sdk_over if sdk_over > 0 else None}
 
 
 def _ratio(
@@ -259,6 +270,28 @@ def targets(
         name = f"{SERVER_FRAMEWORK} under uvicorn: our p99 / bare p99"
         checks.append(_check(name, ours["p99_vs_bare"], P99_LIMIT, server_rounds))
     return checks
+
+
+def server_floor(in_process: dict[str, Any], server: dict[str, Any]) -> dict[str, Any] | None:
+    """The req/s drop target's floor, estimated: the bare app's server time per request
+    (1 / its req/s) plus the CPU time sentry-sdk's sampled transactions add per request
+    in process, and that drop over sentry-sdk's. None without both measurements."""
+    rows = server.get("rows") if not server.get("skipped") else None
+    measured = in_process.get(SERVER_FRAMEWORK)
+    if not rows or measured is None:
+        return None
+    transactions_us = measured["transactions_floor"]["us"]
+    bare_us = 1e6 / rows["bare"]["requests_per_s"]
+    rate = 1e6 / (bare_us + transactions_us)
+    drop_pct = 100 * (1 - rate / rows["bare"]["requests_per_s"])
+    sdk_drop = rows["sdk"]["drop_pct"]
+    return {
+        "bare_us": bare_us,
+        "transactions_us": transactions_us,
+        "requests_per_s": rate,
+        "drop_pct": drop_pct,
+        "drop_ratio": drop_pct / sdk_drop if sdk_drop > 0 else None,
+    }
 
 
 def _check(

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.documented_section import MIN_ROUNDS
+from benchmarks.documented_section import (
+    DROP_LIMIT,
+    MIN_ROUNDS,
+    OVERHEAD_LIMITS,
+    SERVER_FRAMEWORK,
+)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -195,6 +200,34 @@ def render_documented(section: dict[str, Any]) -> list[str]:
     if any(check["rounds"] < MIN_ROUNDS for check in section["targets"]):
         parts.append(f"  (fewer than {MIN_ROUNDS} rounds: indicative only, no target can hold)")
     parts += [_target_line(check) for check in section["targets"]]
+    return parts + _floor_lines(section)
+
+
+def _floor_lines(section: dict[str, Any]) -> list[str]:
+    """What sentry-sdk's sampled transactions alone cost, whoever sends them: the lowest
+    value the traces-0.1 and the req/s drop targets can take through the SDK's client."""
+    parts = [
+        "",
+        "FLOORS (sentry-sdk's sampled transactions alone, whoever sends them: its traces-0.1 "
+        "row minus its traces-off row)",
+    ]
+    limit = OVERHEAD_LIMITS["traces 0.1"]
+    for framework, result in section["in_process"].items():
+        floor = result["transactions_floor"]
+        ratio = "n/a" if floor["ratio"] is None else f"{floor['ratio']:.3g}"
+        parts.append(
+            f"  {framework}: {floor['us']:.1f} µs/request, {ratio} of sentry-sdk's traces-0.1 "
+            f"overhead (limit for all of ours {limit:.3g})"
+        )
+    server = section.get("server_floor")
+    if server is not None:
+        ratio = "n/a" if server["drop_ratio"] is None else f"{server['drop_ratio']:.3g}"
+        parts.append(
+            f"  {SERVER_FRAMEWORK} under uvicorn, estimated: the bare app's "
+            f"{server['bare_us']:.0f} µs/request plus those {server['transactions_us']:.1f} µs: "
+            f"{server['requests_per_s']:,.0f} req/s, a drop of {server['drop_pct']:.1f} %, "
+            f"{ratio} of sentry-sdk's (limit for all of ours {DROP_LIMIT:.3g})"
+        )
     return parts
 
 

@@ -20,7 +20,7 @@ from benchmarks.apps import APP_KINDS
 from benchmarks.configs import CONFIGS
 from benchmarks.documented import ROWS
 from benchmarks.documented_apps import FRAMEWORKS
-from benchmarks.documented_section import summarise, summarise_server, targets
+from benchmarks.documented_section import server_floor, summarise, summarise_server, targets
 from benchmarks.realserver import WrkResult, parse_wrk
 from benchmarks.report import render
 from benchmarks.run import SCALING
@@ -242,6 +242,16 @@ class TestDocumentedSetUps:
         assert len(verdicts) == len(documented["documented"]["targets"])
         assert "IN-PROCESS" not in text  # --documented-only: no configurations tables
 
+    def test_report_shows_each_framework_transactions_floor(
+        self, documented: dict[str, Any]
+    ) -> None:
+        """Under FLOORS, one line per framework: what sentry-sdk's transactions alone cost."""
+        text = render(documented)
+        floors = text.split("FLOORS", 1)[1].splitlines()[1:]
+        for framework in documented["documented"]["in_process"]:
+            assert any(line.startswith(f"  {framework}: ") for line in floors)
+        assert documented["documented"]["server_floor"] is None  # no server run: no estimate
+
 
 def test_documented_overheads_are_paired_per_round() -> None:
     """Overhead is the median of per-round differences to bare; the spread their min..max."""
@@ -257,6 +267,31 @@ def test_documented_overheads_are_paired_per_round() -> None:
     assert ratio["value"] == pytest.approx(20 / 200)
     assert (ratio["min"], ratio["max"]) == (pytest.approx(20 / 220), pytest.approx(40 / 180))
     assert result["ratios"]["traces off"]["value"] is None  # sentry-sdk's overhead is 0 here
+
+
+def test_documented_transactions_floor_is_the_sdk_traced_row_minus_its_untraced_row() -> None:
+    """What sentry-sdk's sampled transactions alone cost; their share of its traces-0.1 cost."""
+    samples = {row.name: [100.0, 100.0, 100.0] for row in ROWS}
+    samples["sdk"] = [300.0, 300.0, 300.0]  # +200
+    samples["sdk_off"] = [250.0, 250.0, 250.0]  # +150
+    floor = summarise(samples, {row.name: 10.0 for row in ROWS})["transactions_floor"]
+    assert floor == {"us": 50.0, "ratio": pytest.approx(50 / 200)}
+
+
+def test_documented_server_floor_adds_the_transactions_to_the_bare_server_time() -> None:
+    """The drop target's floor: bare's time per request plus the transactions' in-process cost."""
+    runs = {
+        "bare": [WrkResult(10_000.0, 3.0, 8.0)],  # 100 µs per request
+        "sdk": [WrkResult(4_000.0, 8.0, 50.0)],  # -60 %
+        "ours": [WrkResult(8_500.0, 4.0, 13.0)],
+    }
+    in_process = {"fastapi": {"transactions_floor": {"us": 25.0, "ratio": 0.3}}}
+    floor = server_floor(in_process, {"skipped": None, "rows": summarise_server(runs)})
+    assert floor is not None
+    assert floor["requests_per_s"] == pytest.approx(8_000.0)  # 1 / 125 µs
+    assert floor["drop_pct"] == pytest.approx(20.0)
+    assert floor["drop_ratio"] == pytest.approx(20 / 60)
+    assert server_floor(in_process, {"skipped": "no wrk"}) is None
 
 
 def test_documented_server_targets_compare_drops_and_p99() -> None:
