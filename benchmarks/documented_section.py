@@ -242,7 +242,7 @@ def summarise_server(runs: dict[str, list[realserver.WrkResult]]) -> dict[str, A
         }
     bare = rows["bare"]
     for row in rows.values():
-        row["drop_pct"] = 100 * (1 - row["requests_per_s"] / bare["requests_per_s"])
+        row["drop_pct"] = realserver.drop_pct(row["requests_per_s"], bare["requests_per_s"])
         row["p99_vs_bare"] = row["p99_ms"] / bare["p99_ms"]
     return rows
 
@@ -263,8 +263,8 @@ def targets(
             checks.append(_check(name, ratio["value"], limit, rounds, spread))
     rows = server.get("rows") if not server.get("skipped") else None
     if rows:
-        sdk_drop, ours = rows["sdk"]["drop_pct"], rows["ours"]
-        drop_ratio = ours["drop_pct"] / sdk_drop if sdk_drop > 0 else None
+        ours = rows["ours"]
+        drop_ratio = _drop_ratio(ours["drop_pct"], rows)
         name = f"{SERVER_FRAMEWORK} under uvicorn: our req/s drop / sentry-sdk's"
         checks.append(_check(name, drop_ratio, DROP_LIMIT, server_rounds))
         name = f"{SERVER_FRAMEWORK} under uvicorn: our p99 / bare p99"
@@ -283,15 +283,20 @@ def server_floor(in_process: dict[str, Any], server: dict[str, Any]) -> dict[str
     transactions_us = measured["transactions_floor"]["us"]
     bare_us = 1e6 / rows["bare"]["requests_per_s"]
     rate = 1e6 / (bare_us + transactions_us)
-    drop_pct = 100 * (1 - rate / rows["bare"]["requests_per_s"])
-    sdk_drop = rows["sdk"]["drop_pct"]
+    drop_pct = realserver.drop_pct(rate, rows["bare"]["requests_per_s"])
     return {
         "bare_us": bare_us,
         "transactions_us": transactions_us,
         "requests_per_s": rate,
         "drop_pct": drop_pct,
-        "drop_ratio": drop_pct / sdk_drop if sdk_drop > 0 else None,
+        "drop_ratio": _drop_ratio(drop_pct, rows),
     }
+
+
+def _drop_ratio(drop_pct: float, rows: dict[str, Any]) -> float | None:
+    """``drop_pct`` over sentry-sdk's drop (None when sentry-sdk's is none)."""
+    sdk_drop = rows["sdk"]["drop_pct"]
+    return drop_pct / sdk_drop if sdk_drop > 0 else None
 
 
 def _check(

@@ -30,6 +30,11 @@ class WrkResult:
     p99_ms: float
 
 
+def drop_pct(requests_per_s: float, bare_requests_per_s: float) -> float:
+    """How many percent fewer requests/s than the bare app's."""
+    return 100 * (1 - requests_per_s / bare_requests_per_s)
+
+
 def ensure_wrk(log: Callable[[str], None]) -> tuple[str | None, str]:
     """Return wrk's path (installing Debian's package when missing), or ``None`` and why not."""
     found = shutil.which("wrk")

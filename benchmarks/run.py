@@ -254,7 +254,7 @@ def real_server(settings: Settings, log: Log) -> dict[str, Any]:
             }
         bare = rows["bare"]
         for row in rows.values():
-            row["drop_pct"] = 100 * (1 - row["requests_per_s"] / bare["requests_per_s"])
+            row["drop_pct"] = realserver.drop_pct(row["requests_per_s"], bare["requests_per_s"])
             row["p99_vs_bare"] = row["p99_ms"] / bare["p99_ms"]
         results[kind] = rows
     return results
